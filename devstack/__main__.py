@@ -14,7 +14,9 @@ from devstack.process import DevstackError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     parser.add_argument("command", choices=["fetch", "start", "stop", "status", "reset", "env"])
-    parser.add_argument("services", nargs="*", default=[], help="kafka, elasticsearch (default: both)")
+    parser.add_argument(
+        "services", nargs="*", default=[], help="kafka, elasticsearch (default: both)"
+    )
     args = parser.parse_args(argv)
     cfg = DevstackConfig.from_env()
     all_services = {"kafka": KafkaService(cfg), "elasticsearch": ElasticsearchService(cfg)}

@@ -46,7 +46,9 @@ class DevstackConfig:
             kafka_port=_int("DEVSTACK_KAFKA_PORT", 9092),
             kafka_controller_port=_int("DEVSTACK_KAFKA_CONTROLLER_PORT", 9093),
             elasticsearch_port=_int("DEVSTACK_ES_PORT", 9200),
-            cache_dir=Path(os.environ.get("DEVSTACK_CACHE_DIR", cache_default / "streamapp-devstack")),
+            cache_dir=Path(
+                os.environ.get("DEVSTACK_CACHE_DIR", cache_default / "streamapp-devstack")
+            ),
             run_dir=run_dir.resolve(),
             es_user=os.environ.get("DEVSTACK_ES_USER", "streamapp-es"),
             es_heap=os.environ.get("DEVSTACK_ES_HEAP", "512m"),

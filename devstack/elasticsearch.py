@@ -36,7 +36,11 @@ class ElasticsearchService:
         # Elasticsearch refuses to run as root, so under root it runs as an unprivileged user,
         # which needs every directory on the way to its files to be traversable: the project
         # or the home directory may not be (e.g. /root is 0700), so use a shared location.
-        base = Path(os.environ.get("DEVSTACK_ES_BASE", "/var/tmp/streamapp-devstack")) if self.as_root else None
+        base = (
+            Path(os.environ.get("DEVSTACK_ES_BASE", "/var/tmp/streamapp-devstack"))
+            if self.as_root
+            else None
+        )
         self.install_root = (base / "dist") if base else cfg.cache_dir
         self.install = self.install_root / f"elasticsearch-{cfg.elasticsearch_version}"
         self.home = (base / "node") if base else cfg.run_dir / "elasticsearch"
@@ -55,9 +59,13 @@ class ElasticsearchService:
         print(f"elasticsearch: resolving {ARTIFACT.format(version=version)} from Maven")
         run_checked(
             [
-                "mvn", "-B", "-q", "dependency:copy",
+                "mvn",
+                "-B",
+                "-q",
+                "dependency:copy",
                 f"-Dartifact={ARTIFACT.format(version=version)}",
-                f"-DoutputDirectory={download}", "-Dmdep.overWriteIfNewer=true",
+                f"-DoutputDirectory={download}",
+                "-Dmdep.overWriteIfNewer=true",
             ],
             what="maven download of Elasticsearch",
         )
@@ -142,10 +150,20 @@ class ElasticsearchService:
         argv = [str(self.install / "bin" / "elasticsearch"), "-d", "-p", str(self.pid_file)]
         if self.as_root:
             self._ensure_user()
-            argv = ["runuser", "-u", c.es_user, "--", "env", *(f"{k}={v}" for k, v in env.items()), *argv]
+            argv = [
+                "runuser",
+                "-u",
+                c.es_user,
+                "--",
+                "env",
+                *(f"{k}={v}" for k, v in env.items()),
+                *argv,
+            ]
         self.pid_file.unlink(missing_ok=True)
         self.cfg.run_dir.mkdir(parents=True, exist_ok=True)
-        launcher = spawn(argv, log_file=self.log_file, pid_file=self.cfg.run_dir / "es-launcher.pid", env=env)
+        launcher = spawn(
+            argv, log_file=self.log_file, pid_file=self.cfg.run_dir / "es-launcher.pid", env=env
+        )
         wait_until(
             self.healthy,
             timeout=180,

@@ -80,8 +80,12 @@ class KafkaService:
         print(f"kafka: resolving org.apache.kafka:kafka_2.13:{self.cfg.kafka_version} from Maven")
         run_checked(
             [
-                "mvn", "-B", "-q", "dependency:copy-dependencies",
-                "-DincludeScope=runtime", f"-DoutputDirectory={tmp}",
+                "mvn",
+                "-B",
+                "-q",
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={tmp}",
             ],
             what="maven resolve of Kafka",
             cwd=build,
@@ -95,9 +99,12 @@ class KafkaService:
         argv = ["java"]
         if heap:
             argv += [f"-Xms{heap}", f"-Xmx{heap}"]
-        return argv + [
+        return [
+            *argv,
             f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
-            "-cp", f"{self.libs}/*", *args,
+            "-cp",
+            f"{self.libs}/*",
+            *args,
         ]
 
     def _write_config(self) -> Path:
@@ -127,9 +134,7 @@ class KafkaService:
                 ]
             )
         )
-        (self.home / "log4j2.properties").write_text(
-            _LOG4J2.format(log=self.home / "server.log")
-        )
+        (self.home / "log4j2.properties").write_text(_LOG4J2.format(log=self.home / "server.log"))
         return props
 
     def start(self) -> None:
@@ -146,9 +151,13 @@ class KafkaService:
         self.home.mkdir(parents=True, exist_ok=True)
         props = self._write_config()
         if not (self.data_dir / "meta.properties").exists():
-            cluster_id = run_checked(
-                self._java("kafka.tools.StorageTool", "random-uuid"), what="kafka random-uuid"
-            ).strip().splitlines()[-1]
+            cluster_id = (
+                run_checked(
+                    self._java("kafka.tools.StorageTool", "random-uuid"), what="kafka random-uuid"
+                )
+                .strip()
+                .splitlines()[-1]
+            )
             run_checked(
                 self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
                 what="kafka storage format",

@@ -1,0 +1,108 @@
+"""Raw Kafka bytes -> typed record, or a precise reason why not.
+
+Agents consume raw bytes and decode here rather than letting Faust decode: a Faust decode
+error surfaces inside the agent's stream and either crashes it or is skipped, while we want
+every bad message in the dead-letter topic with its reason and original bytes. Faust's own
+record coercion is also lenient (`None` becomes the string "None"), so input is checked
+against the record's field types first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import typing
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from faust.utils.iso8601 import parse as parse_iso8601
+
+from streamapp.models import InputRecord, NewsArticle, Tweet, newsapi_fields
+
+_SOURCE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class DecodeFailure:
+    reason: str  # oversized | invalid_json | schema_violation
+    error: str
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def decode(
+    raw: bytes | None, model: type[Tweet] | type[NewsArticle], *, max_bytes: int
+) -> InputRecord | DecodeFailure:
+    if raw is None:
+        return DecodeFailure("invalid_json", "empty message value (tombstone)")
+    if len(raw) > max_bytes:
+        return DecodeFailure("oversized", f"message is {len(raw)} bytes, limit is {max_bytes}")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return DecodeFailure("invalid_json", f"not valid UTF-8 JSON: {exc}")
+    if not isinstance(data, dict):
+        return DecodeFailure("invalid_json", f"expected a JSON object, got {type(data).__name__}")
+    data.pop("__faust", None)
+    if model is NewsArticle and ("publishedAt" in data or isinstance(data.get("source"), dict)):
+        data = newsapi_fields(data)
+    try:
+        fields = check_fields(model, data)
+        return model.from_data(fields)
+    except (SchemaError, TypeError, ValueError) as exc:
+        return DecodeFailure("schema_violation", str(exc))
+
+
+def check_fields(model: type[Any], data: dict[str, Any]) -> dict[str, Any]:
+    """Check JSON values against the record's annotations; return only the known fields."""
+    options = model._options
+    out: dict[str, Any] = {}
+    for name, annotation in options.fields.items():
+        if name not in data or data[name] is None:
+            if name in options.defaults:
+                continue
+            raise SchemaError(f"{model.__name__}.{name} is required")
+        value = data[name]
+        _check(model.__name__, name, annotation, value)
+        out[name] = value
+    return out
+
+
+def _check(model_name: str, name: str, annotation: Any, value: Any) -> None:
+    where = f"{model_name}.{name}"
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation, origin = args[0], typing.get_origin(args[0])
+    if origin in (list, typing.List):  # noqa: UP006
+        (item,) = typing.get_args(annotation) or (Any,)
+        if not isinstance(value, list):
+            raise SchemaError(f"{where} must be a list, got {type(value).__name__}")
+        for element in value:
+            _check(model_name, f"{name}[]", item, element)
+        return
+    if annotation is str:
+        if not isinstance(value, str):
+            raise SchemaError(f"{where} must be a string, got {type(value).__name__}")
+        if name == "id" and not value.strip():
+            raise SchemaError(f"{where} must not be empty")
+        if name == "source" and not _SOURCE.match(value):
+            # It becomes part of table keys and a keyword in dashboards.
+            raise SchemaError(f"{where} must match {_SOURCE.pattern}, got {value[:64]!r}")
+    elif annotation is datetime:
+        if not isinstance(value, str):
+            raise SchemaError(f"{where} must be an ISO 8601 string, got {type(value).__name__}")
+        try:
+            parse_iso8601(value)
+        except ValueError as exc:
+            raise SchemaError(f"{where} is not an ISO 8601 date: {value[:64]!r}") from exc
+    elif annotation is bool:
+        if not isinstance(value, bool):
+            raise SchemaError(f"{where} must be a boolean")
+    elif annotation in (int, float) and (
+        isinstance(value, bool) or not isinstance(value, int | float)
+    ):
+        raise SchemaError(f"{where} must be a number")

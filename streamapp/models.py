@@ -1,0 +1,185 @@
+"""Typed records on the topics and the classified documents written to Elasticsearch.
+
+Records decode from plain JSON (no Faust `__faust` metadata needed); see `decoding.py` for the
+strict checks applied to input before a record is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any, List, Optional  # noqa: UP035 - Faust reads these annotations
+
+import faust
+
+
+def article_id(url: str) -> str:
+    """Stable id for a news article: the same URL always maps to the same document."""
+    return hashlib.sha256(url.strip().encode("utf-8")).hexdigest()[:32]
+
+
+class Tweet(faust.Record, serializer="json", isodates=True):
+    """A social post (Twitter/X, Bluesky, replayed files). `source` names the platform."""
+
+    id: str
+    text: str
+    created_at: datetime
+    author_id: Optional[str] = None  # noqa: UP045
+    author_username: Optional[str] = None  # noqa: UP045
+    lang: Optional[str] = None  # noqa: UP045
+    # Tags of the filtered-stream rules that matched (X API `matching_rules[].tag`).
+    rule_tags: Optional[List[str]] = None  # noqa: UP006, UP045
+    source: str = "twitter"
+
+    def __post_init__(self) -> None:
+        # Faust shares a mutable default between instances, so the empty list is made here.
+        if self.rule_tags is None:
+            self.rule_tags = []
+
+    @property
+    def message_id(self) -> str:
+        return self.id
+
+    @property
+    def timestamp(self) -> datetime:
+        return self.created_at
+
+    def classification_text(self) -> str:
+        return self.text
+
+
+class NewsArticle(faust.Record, serializer="json", isodates=True):
+    """A news article (NewsAPI shape, flattened). `source_id`/`source_name` name the outlet;
+    `source` names the platform it came from, as on Tweet."""
+
+    url: str
+    title: str
+    published_at: datetime
+    id: Optional[str] = None  # noqa: UP045
+    description: Optional[str] = None  # noqa: UP045
+    author: Optional[str] = None  # noqa: UP045
+    content: Optional[str] = None  # noqa: UP045
+    source_id: Optional[str] = None  # noqa: UP045
+    source_name: Optional[str] = None  # noqa: UP045
+    lang: Optional[str] = None  # noqa: UP045
+    source: str = "newsapi"
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = article_id(self.url)
+
+    @property
+    def message_id(self) -> str:
+        assert self.id is not None
+        return self.id
+
+    @property
+    def timestamp(self) -> datetime:
+        return self.published_at
+
+    def classification_text(self) -> str:
+        # NewsAPI truncates `content` (~200 chars + "[+N chars]"); title and description carry
+        # most of the tone, so all three are classified together.
+        parts = [self.title, self.description or "", _strip_truncation(self.content or "")]
+        return "\n".join(p for p in parts if p)
+
+    @classmethod
+    def from_newsapi(cls, article: dict[str, Any], *, lang: str | None = None) -> NewsArticle:
+        """Build from one item of NewsAPI's `articles` array (camelCase, nested `source`)."""
+        return cls.from_data(newsapi_fields(article, lang=lang))
+
+
+def newsapi_fields(article: dict[str, Any], *, lang: str | None = None) -> dict[str, Any]:
+    """Flatten a NewsAPI article into NewsArticle's field names (values untouched)."""
+    src = article.get("source")
+    src = src if isinstance(src, dict) else {}
+    return {
+        "url": article.get("url"),
+        "title": article.get("title") or "",
+        "published_at": article.get("publishedAt"),
+        "description": article.get("description"),
+        "author": article.get("author"),
+        "content": article.get("content"),
+        "source_id": src.get("id"),
+        "source_name": src.get("name"),
+        "lang": lang,
+    }
+
+
+def _strip_truncation(content: str) -> str:
+    marker = content.rfind("[+")
+    if marker != -1 and content.endswith("chars]"):
+        return content[:marker].rstrip(" .…")
+    return content
+
+
+class Analysis(faust.Record, serializer="json"):
+    """What a classifier says about one text."""
+
+    sentiment_label: str  # negative | neutral | positive
+    sentiment_score: float  # -1 (negative) .. 1 (positive)
+    hate: bool
+    hate_score: float  # probability-like, 0..1
+    hate_categories: List[str]  # noqa: UP006
+    classifier: str
+    classifier_version: str
+
+
+class ClassifiedTweet(Tweet, serializer="json", isodates=True):
+    sentiment_label: str
+    sentiment_score: float
+    hate: bool
+    hate_score: float
+    hate_categories: List[str]  # noqa: UP006
+    classifier: str
+    classifier_version: str
+    processed_at: datetime
+
+
+class ClassifiedArticle(NewsArticle, serializer="json", isodates=True):
+    sentiment_label: str
+    sentiment_score: float
+    hate: bool
+    hate_score: float
+    hate_categories: List[str]  # noqa: UP006
+    classifier: str
+    classifier_version: str
+    processed_at: datetime
+
+
+InputRecord = Tweet | NewsArticle
+ClassifiedRecord = ClassifiedTweet | ClassifiedArticle
+
+
+def classify_record(record: InputRecord, analysis: Analysis, now: datetime) -> ClassifiedRecord:
+    fields = {**record.asdict(), **analysis.asdict(), "processed_at": now}
+    if isinstance(record, Tweet):
+        return ClassifiedTweet(**fields)
+    return ClassifiedArticle(**fields)
+
+
+def to_document(record: ClassifiedRecord) -> dict[str, Any]:
+    """The Elasticsearch `_source`: JSON types only, dates as ISO 8601 in UTC."""
+    doc: dict[str, Any] = {}
+    for key, value in record.asdict().items():
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+            value = value.isoformat()
+        doc[key] = value
+    return doc
+
+
+class DeadLetter(faust.Record, serializer="json"):
+    """A message that could not be processed, with why, and its original bytes (base64)."""
+
+    reason: str
+    error: str
+    topic: str
+    partition: int
+    offset: int
+    key: Optional[str]  # noqa: UP045
+    value_b64: str
+    size: int
+    failed_at: str
+    stage: str  # decode | index

@@ -1,0 +1,190 @@
+"""One batch of raw messages -> decoded records -> classified -> Elasticsearch -> tables.
+
+A batch is "done" (and its offsets may be acked) only when each message is indexed or
+dead-lettered and the table updates are issued. Any failure retries the whole batch with
+backoff: indexing is idempotent by id and table updates by offset watermark, so a retry
+can never duplicate, and never moving past a failed batch means nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from faust.types import EventT
+
+from streamapp import tables
+from streamapp.classifiers import Classifier
+from streamapp.deadletter import DeadLetterQueue, dead_letter_for
+from streamapp.decoding import DecodeFailure, decode
+from streamapp.models import (
+    DeadLetter,
+    InputRecord,
+    NewsArticle,
+    Tweet,
+    classify_record,
+    to_document,
+)
+from streamapp.settings import Settings
+from streamapp.sinks.elasticsearch import ElasticsearchSink
+
+log = logging.getLogger(__name__)
+
+MESSAGES_LABEL = "messages"  # hate tables: every message, so counts can be checked against N
+HATEFUL_LABEL = "hateful"  # hate tables: messages flagged hateful
+
+
+@dataclass
+class Stats:
+    batches: int = 0
+    received: int = 0
+    indexed: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    last_batch_at: float | None = None
+    last_error: str | None = None
+    by_reason: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "batches": self.batches,
+            "received": self.received,
+            "indexed": self.indexed,
+            "dead_lettered": self.dead_lettered,
+            "dead_letter_reasons": dict(self.by_reason),
+            "retries": self.retries,
+            "last_batch_at": self.last_batch_at,
+            "last_error": self.last_error,
+        }
+
+
+class Pipeline:
+    """Processes batches of one input topic (tweets or news)."""
+
+    def __init__(
+        self,
+        *,
+        model: type[Tweet] | type[NewsArticle],
+        index_alias: str,
+        settings: Settings,
+        sink: ElasticsearchSink,
+        classifier: Classifier,
+        dead_letters: DeadLetterQueue,
+    ) -> None:
+        self.model = model
+        self.index_alias = index_alias
+        self.settings = settings
+        self.sink = sink
+        self.classifier = classifier
+        self.dead_letters = dead_letters
+        self.stats = Stats()
+
+    async def process(self, events: Sequence[EventT]) -> None:
+        """Process a batch, retrying until it succeeds (backpressure, never loss)."""
+        delay = self.settings.retry_initial
+        while True:
+            try:
+                await self._process_once(events)
+                self.stats.last_error = None
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.retries += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                log.exception(
+                    "batch of %d from %s failed; retrying in %.1fs",
+                    len(events),
+                    events[0].message.topic,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max)
+
+    async def _process_once(self, events: Sequence[EventT]) -> None:
+        letters: list[DeadLetter] = []
+        # Last occurrence wins when one id appears twice in a batch, as it would in ES.
+        records: dict[str, tuple[InputRecord, EventT]] = {}
+        for event in events:
+            result = decode(
+                event.message.value, self.model, max_bytes=self.settings.max_message_bytes
+            )
+            if isinstance(result, DecodeFailure):
+                letters.append(
+                    dead_letter_for(event, reason=result.reason, error=result.error, stage="decode")
+                )
+                continue
+            records.pop(result.message_id, None)
+            records[result.message_id] = (result, event)
+
+        items = list(records.values())
+        analyses = await self.classifier.classify([r.classification_text() for r, _ in items])
+        now = datetime.now(UTC)
+        docs = [
+            to_document(classify_record(r, a, now))
+            for (r, _), a in zip(items, analyses, strict=True)
+        ]
+        rejections = await self.sink.write(self.index_alias, [(d["id"], d) for d in docs])
+
+        rejected_ids = {rej.doc_id: rej for rej in rejections}
+        for record, event in items:
+            rej = rejected_ids.get(record.message_id)
+            if rej is not None:
+                letters.append(
+                    dead_letter_for(
+                        event,
+                        reason="rejected_by_elasticsearch",
+                        error=f"HTTP {rej.status} {rej.error_type}: {rej.reason}",
+                        stage="index",
+                    )
+                )
+        await self.dead_letters.publish(letters)
+
+        indexed = [
+            (doc, event)
+            for doc, (record, event) in zip(docs, items, strict=True)
+            if record.message_id not in rejected_ids
+        ]
+        update_tables(indexed)
+
+        self.stats.batches += 1
+        self.stats.received += len(events)
+        self.stats.indexed += len(indexed)
+        self.stats.dead_lettered += len(letters)
+        for letter in letters:
+            self.stats.by_reason[letter.reason] += 1
+        self.stats.last_batch_at = time.time()
+
+
+def update_tables(indexed: Sequence[tuple[dict, EventT]]) -> None:
+    sentiment: list[tables.Count] = []
+    hate: list[tables.Count] = []
+    by_partition: dict[tuple[str, int], EventT] = {}
+    for doc, event in indexed:
+        msg = event.message
+        by_partition[(msg.topic, msg.partition)] = event
+
+        def count(label: str, msg=msg, doc=doc) -> tables.Count:
+            return tables.Count(
+                source=doc["source"],
+                label=label,
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                timestamp=msg.timestamp,
+            )
+
+        sentiment.append(count(doc["sentiment_label"]))
+        hate.append(count(MESSAGES_LABEL))
+        if doc["hate"]:
+            hate.append(count(HATEFUL_LABEL))
+        hate.extend(count(category) for category in doc["hate_categories"])
+    for counter in tables.SENTIMENT.values():
+        counter.apply(sentiment, by_partition)
+    for counter in tables.HATE.values():
+        counter.apply(hate, by_partition)

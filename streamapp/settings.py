@@ -1,0 +1,159 @@
+"""All configuration in one typed place, read from `STREAMAPP_*` environment variables.
+
+Defaults work against the local stack started by `python -m devstack start`.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "STREAMAPP_"
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$")
+
+
+class SettingsError(SystemExit):
+    """Invalid configuration; the message names the environment variable to fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # -- Faust application -------------------------------------------------
+    app_id: str = Field("streamapp", description="Faust app id: consumer group and table prefix")
+    kafka_broker: str = Field(
+        "kafka://127.0.0.1:9092", description="Kafka bootstrap servers, comma separated"
+    )
+    data_dir: Path = Field(Path(".streamapp-data"), description="Faust data dir (table stores)")
+    table_store: str = Field("rocksdb://", description="Faust table store: rocksdb:// or memory://")
+    topic_partitions: int = Field(4, ge=1, le=1024, description="partitions of input topics")
+    topic_replication: int = Field(1, ge=1, description="replication factor of created topics")
+    broker_session_timeout: float = Field(30.0, gt=0)
+    broker_heartbeat_interval: float = Field(3.0, gt=0)
+    commit_interval: float = Field(2.0, gt=0, description="seconds between offset commits")
+
+    # -- topics -----------------------------------------------------------------
+    tweets_topic: str = "tweets"
+    news_topic: str = "news"
+    dead_letter_topic: str = "streamapp-deadletter"
+
+    # -- processing -------------------------------------------------------------
+    batch_size: int = Field(500, ge=1, le=100_000, description="messages per batch")
+    batch_timeout: float = Field(1.0, gt=0, description="max seconds to fill a batch")
+    max_message_bytes: int = Field(
+        256 * 1024, ge=1024, description="larger messages go to the dead-letter topic"
+    )
+    classifier: Literal["offline"] = "offline"
+
+    # -- windowed tables -------------------------------------------------------
+    window_size: float = Field(60.0, gt=0, description="tumbling window size, seconds")
+    hopping_size: float = Field(300.0, gt=0, description="hopping window size, seconds")
+    hopping_step: float = Field(60.0, gt=0, description="hopping window step, seconds")
+    window_expires: float = Field(3600.0, gt=0, description="seconds a window is kept")
+
+    # -- Elasticsearch ------------------------------------------------------
+    elasticsearch_url: str = "http://127.0.0.1:9200"
+    elasticsearch_username: str | None = None
+    elasticsearch_password: SecretStr | None = None
+    elasticsearch_api_key: SecretStr | None = None
+    elasticsearch_ca_certs: Path | None = None
+    elasticsearch_timeout: float = Field(30.0, gt=0, description="request timeout, seconds")
+    tweets_index: str = "streamapp-tweets"
+    news_index: str = "streamapp-news"
+    index_shards: int = Field(1, ge=1)
+    index_replicas: int = Field(0, ge=0)
+    retry_initial: float = Field(0.5, gt=0, description="first retry delay when ES is down")
+    retry_max: float = Field(30.0, gt=0, description="largest retry delay when ES is down")
+
+    # -- web server ----------------------------------------------------------
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535)
+
+    @field_validator("tweets_topic", "news_topic", "dead_letter_topic")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        if not _TOPIC_NAME.match(value) or value in {".", ".."}:
+            raise ValueError("a Kafka topic name uses only letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("tweets_index", "news_index")
+    @classmethod
+    def _index_name(cls, value: str) -> str:
+        if not _INDEX_NAME.match(value):
+            raise ValueError("an index name is lowercase letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("kafka_broker")
+    @classmethod
+    def _broker(cls, value: str) -> str:
+        for url in value.split(";"):
+            for part in url.split(","):
+                host = part.strip().removeprefix("kafka://")
+                if not re.match(r"^[^:/\s]+:\d{1,5}$", host):
+                    raise ValueError(f"expected host:port (optionally kafka://), got {part!r}")
+        return value
+
+    @field_validator("elasticsearch_url")
+    @classmethod
+    def _es_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("table_store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        if not value.startswith(("rocksdb://", "memory://", "aerospike://")):
+            raise ValueError("expected rocksdb:// or memory://")
+        return value
+
+    @model_validator(mode="after")
+    def _windows(self) -> Settings:
+        if self.hopping_step > self.hopping_size:
+            raise ValueError(f"{ENV_PREFIX}HOPPING_STEP must not exceed {ENV_PREFIX}HOPPING_SIZE")
+        if len({self.tweets_topic, self.news_topic, self.dead_letter_topic}) != 3:
+            raise ValueError(
+                f"{ENV_PREFIX}TWEETS_TOPIC, {ENV_PREFIX}NEWS_TOPIC and "
+                f"{ENV_PREFIX}DEAD_LETTER_TOPIC must differ"
+            )
+        return self
+
+    @property
+    def broker_urls(self) -> str:
+        """aiokafka-style bootstrap list without the kafka:// scheme."""
+        return ",".join(p.strip().removeprefix("kafka://") for p in self.kafka_broker.split(","))
+
+
+def format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ())]
+        if not loc:
+            # Cross-field checks name their variables in the message itself.
+            lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
+            continue
+        name = f"{ENV_PREFIX}{loc[0].upper()}"
+        # Never echo a secret back into logs.
+        secret = any(word in loc[0] for word in ("password", "api_key", "token", "secret"))
+        shown = "" if secret else f" (got {err.get('input')!r})"
+        lines.append(f"  {name}: {err['msg']}{shown}")
+    return "invalid streamapp settings:\n" + "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise SettingsError naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(format_errors(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,214 @@
+"""Bulk writes of classified documents to Elasticsearch, idempotent by document id.
+
+Delivery contract (what the agents rely on to commit Kafka offsets only after indexing):
+`write()` returns only when every document is either acknowledged by Elasticsearch or
+permanently rejected by it (returned as a Rejection for the dead-letter topic). Outages,
+timeouts, 429s and 5xx are retried with capped exponential backoff for as long as it takes,
+which stalls the calling agent: that is the backpressure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from elastic_transport import ConnectionError as TransportConnectionError
+from elastic_transport import ConnectionTimeout, TransportError
+from elasticsearch import AsyncElasticsearch
+from elasticsearch import exceptions as es_exc
+
+from streamapp.settings import Settings
+from streamapp.sinks.mappings import (
+    NEWS_PROPERTIES,
+    TWEET_PROPERTIES,
+    concrete_index,
+    index_template,
+)
+
+log = logging.getLogger(__name__)
+
+# Per-item statuses that mean "try again later", not "this document is bad".
+RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class Rejection:
+    doc_id: str
+    status: int
+    error_type: str
+    reason: str
+
+
+class ElasticsearchSink:
+    """Writes to one alias per document kind (tweets, news)."""
+
+    def __init__(self, settings: Settings, client: AsyncElasticsearch | None = None) -> None:
+        self.settings = settings
+        self.client = client or make_client(settings)
+        self.indices = {
+            settings.tweets_index: TWEET_PROPERTIES,
+            settings.news_index: NEWS_PROPERTIES,
+        }
+        self.retries = 0  # transient failures seen, for /health and tests
+        self.available = False
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # -- set-up -------------------------------------------------------------------
+    async def wait_until_available(self) -> None:
+        """Block until the cluster answers `_cluster/health` (the minimal distribution
+        has no `GET /`, so `ping()`/`info()` are not usable as readiness checks)."""
+        await self._retrying("cluster health", lambda: self.client.cluster.health())
+        self.available = True
+
+    async def setup(self) -> None:
+        """Create templates, indices and aliases if missing. Safe to run concurrently from
+        several workers: 'already exists' is success."""
+        await self.wait_until_available()
+        s = self.settings
+        for alias, props in self.indices.items():
+            body = index_template(alias, props, s.index_shards, s.index_replicas)
+            await self._retrying(
+                f"template {alias}",
+                lambda alias=alias, body=body: self.client.indices.put_index_template(
+                    name=alias, **body
+                ),
+            )
+            exists = await self._retrying(
+                f"alias {alias}", lambda alias=alias: self.client.indices.exists_alias(name=alias)
+            )
+            if exists:
+                continue
+            try:
+                await self._retrying(
+                    f"create {alias}",
+                    lambda alias=alias: self.client.indices.create(
+                        index=concrete_index(alias),
+                        aliases={alias: {"is_write_index": True}},
+                    ),
+                )
+                log.info("created index %s with alias %s", concrete_index(alias), alias)
+            except es_exc.BadRequestError as exc:
+                if exc.error != "resource_already_exists_exception":
+                    raise
+
+    # -- writes ----------------------------------------------------------------------
+    async def write(
+        self, alias: str, docs: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[Rejection]:
+        """Index `(id, document)` pairs; return the documents Elasticsearch refused."""
+        rejected: list[Rejection] = []
+        pending = list(docs)
+        delay = self.settings.retry_initial
+        while pending:
+            operations: list[dict[str, Any]] = []
+            for doc_id, doc in pending:
+                operations.append({"index": {"_index": alias, "_id": doc_id}})
+                operations.append(doc)
+            try:
+                resp = await self.client.bulk(operations=operations)
+            except es_exc.ApiError as exc:
+                if exc.meta.status == 413 and len(pending) > 1:
+                    half = len(pending) // 2
+                    rejected += await self.write(alias, pending[:half])
+                    rejected += await self.write(alias, pending[half:])
+                    return rejected
+                if exc.meta.status not in RETRYABLE_STATUSES:
+                    raise
+                delay = await self._backoff(f"bulk to {alias}", exc, delay)
+                continue
+            except (TransportConnectionError, ConnectionTimeout, TransportError) as exc:
+                delay = await self._backoff(f"bulk to {alias}", exc, delay)
+                continue
+            self.available = True
+            retry_later = []
+            for (doc_id, doc), item in zip(pending, resp["items"], strict=True):
+                result = item["index"]
+                status = int(result.get("status", 0))
+                if 200 <= status < 300:
+                    continue
+                error = result.get("error") or {}
+                if status in RETRYABLE_STATUSES:
+                    retry_later.append((doc_id, doc))
+                else:
+                    rejected.append(
+                        Rejection(
+                            doc_id=doc_id,
+                            status=status,
+                            error_type=str(error.get("type", "unknown")),
+                            reason=_error_reason(error),
+                        )
+                    )
+            pending = retry_later
+            if pending:
+                delay = await self._backoff(
+                    f"bulk to {alias}", RuntimeError(f"{len(pending)} items throttled"), delay
+                )
+        return rejected
+
+    # -- retry helpers ---------------------------------------------------------------
+    async def _retrying(self, what: str, call: Any) -> Any:
+        delay = self.settings.retry_initial
+        while True:
+            try:
+                return await call()
+            except (TransportConnectionError, ConnectionTimeout) as exc:
+                delay = await self._backoff(what, exc, delay)
+            except es_exc.ApiError as exc:
+                if exc.meta.status not in RETRYABLE_STATUSES:
+                    raise
+                delay = await self._backoff(what, exc, delay)
+
+    async def _backoff(self, what: str, exc: BaseException, delay: float) -> float:
+        self.available = False
+        self.retries += 1
+        log.warning(
+            "elasticsearch unavailable (%s: %s: %s); retrying in %.1fs, not consuming meanwhile",
+            what,
+            type(exc).__name__,
+            str(exc)[:200],
+            delay,
+        )
+        # Jitter keeps several workers from hammering a recovering cluster in lockstep.
+        await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+        return min(delay * 2, self.settings.retry_max)
+
+    async def healthy(self) -> bool:
+        try:
+            await self.client.cluster.health(request_timeout=2)
+        except Exception:
+            return False
+        return True
+
+
+def _error_reason(error: dict[str, Any]) -> str:
+    reason = str(error.get("reason", ""))
+    cause = error.get("caused_by") or {}
+    if cause:
+        reason += f" (caused by {cause.get('type')}: {cause.get('reason')})"
+    return reason[:2000]
+
+
+def make_client(settings: Settings) -> AsyncElasticsearch:
+    kwargs: dict[str, Any] = {
+        "hosts": [settings.elasticsearch_url],
+        "request_timeout": settings.elasticsearch_timeout,
+        # Retries are ours (unbounded, with backoff and metrics), not the client's.
+        "max_retries": 0,
+        "retry_on_timeout": False,
+    }
+    if settings.elasticsearch_api_key is not None:
+        kwargs["api_key"] = settings.elasticsearch_api_key.get_secret_value()
+    elif settings.elasticsearch_username and settings.elasticsearch_password is not None:
+        kwargs["basic_auth"] = (
+            settings.elasticsearch_username,
+            settings.elasticsearch_password.get_secret_value(),
+        )
+    if settings.elasticsearch_ca_certs is not None:
+        kwargs["ca_certs"] = str(settings.elasticsearch_ca_certs)
+    return AsyncElasticsearch(**kwargs)

@@ -1,0 +1,76 @@
+"""Explicit Elasticsearch mappings for the classified documents.
+
+`dynamic: strict` makes a field the code does not declare here a loud, per-document
+rejection (dead-lettered with the reason) instead of silently guessed types that later
+break Kibana visualisations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAPPING_VERSION = 1
+
+_KEYWORD = {"type": "keyword", "ignore_above": 1024}
+
+_ANALYSIS_FIELDS: dict[str, Any] = {
+    "id": {"type": "keyword"},
+    "source": {"type": "keyword"},
+    "lang": {"type": "keyword"},
+    "sentiment_label": {"type": "keyword"},
+    "sentiment_score": {"type": "float"},
+    "hate": {"type": "boolean"},
+    "hate_score": {"type": "float"},
+    "hate_categories": {"type": "keyword"},
+    "classifier": {"type": "keyword"},
+    "classifier_version": {"type": "keyword"},
+    "processed_at": {"type": "date"},
+}
+
+TWEET_PROPERTIES: dict[str, Any] = {
+    **_ANALYSIS_FIELDS,
+    "text": {"type": "text"},
+    "created_at": {"type": "date"},
+    "author_id": {"type": "keyword"},
+    "author_username": _KEYWORD,
+    "rule_tags": {"type": "keyword"},
+}
+
+NEWS_PROPERTIES: dict[str, Any] = {
+    **_ANALYSIS_FIELDS,
+    "url": {"type": "keyword", "ignore_above": 4096},
+    "title": {"type": "text"},
+    "description": {"type": "text"},
+    "content": {"type": "text"},
+    "author": {"type": "text", "fields": {"keyword": _KEYWORD}},
+    "published_at": {"type": "date"},
+    "source_id": {"type": "keyword"},
+    "source_name": _KEYWORD,
+}
+
+
+def index_template(alias: str, properties: dict[str, Any], shards: int, replicas: int) -> dict:
+    """Composable template for `<alias>-v*`; `_meta` records the mapping version."""
+    return {
+        "index_patterns": [f"{alias}-v*"],
+        "priority": 200,
+        "_meta": {"managed_by": "streamapp", "mapping_version": MAPPING_VERSION},
+        "template": {
+            "settings": {
+                "number_of_shards": shards,
+                "number_of_replicas": replicas,
+                "refresh_interval": "1s",
+            },
+            "mappings": {
+                "dynamic": "strict",
+                "_meta": {"mapping_version": MAPPING_VERSION},
+                "properties": properties,
+            },
+        },
+    }
+
+
+def concrete_index(alias: str) -> str:
+    """Writes go to the alias; the concrete index carries the mapping version so a future
+    mapping change can create `-v2`, reindex and move the alias without downtime."""
+    return f"{alias}-v{MAPPING_VERSION}"

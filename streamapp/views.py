@@ -1,0 +1,140 @@
+"""JSON web views on the Faust web server: windowed counts and health.
+
+GET /sentiment/?source=twitter&window=tumbling&limit=60
+GET /hate/?source=newsapi&window=hopping
+GET /health/
+GET /stats/
+
+Windows are read by explicit key ranges, never `.current()`/`.delta()` (those raise outside
+a stream). Each worker serves the partitions it owns; with one worker that is everything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+from faust.web import Request, Response, View
+
+from streamapp import tables
+from streamapp.agents import runtime
+from streamapp.app import app, settings
+from streamapp.tables import WindowedCounter
+
+MAX_LIMIT = 10_000
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def window_report(
+    counters: dict[str, WindowedCounter], query: dict[str, str], now: float
+) -> dict[str, Any]:
+    kind = query.get("window", "tumbling")
+    if kind not in counters:
+        raise BadRequest(f"window must be one of {sorted(counters)}")
+    try:
+        limit = int(query.get("limit", "60"))
+    except ValueError:
+        raise BadRequest("limit must be an integer") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
+    source = query.get("source") or None
+    counter = counters[kind]
+    windows = counter.windows(source)
+    current = counter.current_window(now)
+    rows = []
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for rng in sorted(windows, reverse=True):
+        counts = windows[rng]
+        for src, labels in counts.items():
+            for label, n in labels.items():
+                totals[src][label] += n
+        rows.append(
+            {
+                "start": rng[0],
+                "end": rng[1],
+                "counts": {src: dict(labels) for src, labels in counts.items()},
+                "total": sum(sum(labels.values()) for labels in counts.values()),
+            }
+        )
+    report: dict[str, Any] = {
+        "window": counter.describe(),
+        "source": source,
+        "now": now,
+        "current": next(
+            (r for r in rows if (r["start"], r["end"]) == current),
+            {"start": current[0], "end": current[1], "counts": {}, "total": 0},
+        ),
+        "windows": rows[:limit],
+        "window_count": len(rows),
+    }
+    # Hopping windows overlap, so summing them would count a message several times.
+    if kind == "tumbling":
+        report["totals"] = {src: dict(labels) for src, labels in totals.items()}
+    return report
+
+
+class _WindowView(View):
+    counters: dict[str, WindowedCounter] = {}
+
+    async def get(self, request: Request) -> Response:
+        try:
+            body = window_report(self.counters, dict(request.query), time.time())
+        except BadRequest as exc:
+            return self.json({"error": str(exc)}, status=400)
+        return self.json(body)
+
+
+@app.page("/sentiment/")
+class SentimentView(_WindowView):
+    """Sentiment counts per source and label, newest window first."""
+
+    counters = tables.SENTIMENT
+
+
+@app.page("/hate/")
+class HateView(_WindowView):
+    """Counts per source of all messages (`messages`), hateful ones (`hateful`) and each
+    hate category."""
+
+    counters = tables.HATE
+
+
+def stats() -> dict[str, Any]:
+    return {
+        "pipelines": {name: p.stats.as_dict() for name, p in runtime.pipelines.items()},
+        "dead_letters": dict(runtime.dead_letters.counts),
+        "elasticsearch": {"available": runtime.sink.available, "retries": runtime.sink.retries},
+    }
+
+
+@app.page("/stats/")
+class StatsView(View):
+    async def get(self, request: Request) -> Response:
+        return self.json(stats())
+
+
+@app.page("/health/")
+class HealthView(View):
+    """200 when the pipeline is ready and Elasticsearch answers, else 503 with why."""
+
+    async def get(self, request: Request) -> Response:
+        es_ok = await runtime.sink.healthy()
+        failing = [n for n, p in runtime.pipelines.items() if p.stats.last_error]
+        if not runtime.ready:
+            status = "starting"
+        elif not es_ok or failing:
+            status = "degraded"
+        else:
+            status = "ok"
+        body = {
+            "status": status,
+            "app": settings.app_id,
+            "elasticsearch_reachable": es_ok,
+            "failing_pipelines": failing,
+            **stats(),
+        }
+        return self.json(body, status=200 if status == "ok" else 503)
