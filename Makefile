@@ -1,0 +1,39 @@
+# Two entry points: `make run` (the app on a local Kafka + Elasticsearch) and `make test`.
+# Needs Python 3.11+, Java 17+ and Maven; everything else is fetched by the project.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test install services stop status lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m devstack.run
+
+test: $(STAMP)
+	$(BIN)/python -m devstack fetch
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+services: $(STAMP)
+	$(BIN)/python -m devstack start
+
+stop:
+	$(PYTHON) -m devstack stop
+
+status:
+	$(PYTHON) -m devstack status
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean: stop
+	rm -rf .devstack .streamapp-data $(VENV)

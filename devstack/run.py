@@ -1,0 +1,119 @@
+"""`make run`: local Kafka + Elasticsearch, a streamapp worker, the bundled sample replayed.
+
+Ctrl-C stops the worker and the services this command started (services that were already
+running are left running).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from devstack.config import DevstackConfig
+from devstack.elasticsearch import ElasticsearchService
+from devstack.kafka import KafkaService
+from devstack.process import DevstackError, stop_pid, wait_until
+
+
+def _health(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return json.load(resp)
+    except urllib.error.HTTPError as exc:
+        try:
+            return json.load(exc)
+        except ValueError:
+            return None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def main() -> int:
+    cfg = DevstackConfig.from_env()
+    services = [KafkaService(cfg), ElasticsearchService(cfg)]
+    started = []
+    worker: subprocess.Popen[bytes] | None = None
+    env = {
+        **os.environ,
+        "STREAMAPP_KAFKA_BROKER": os.environ.get(
+            "STREAMAPP_KAFKA_BROKER", f"kafka://{cfg.kafka_bootstrap}"
+        ),
+        "STREAMAPP_ELASTICSEARCH_URL": os.environ.get(
+            "STREAMAPP_ELASTICSEARCH_URL", cfg.elasticsearch_url
+        ),
+        "STREAMAPP_DATA_DIR": os.environ.get("STREAMAPP_DATA_DIR", str(cfg.run_dir / "worker-data")),
+    }
+    port = env.get("STREAMAPP_WEB_PORT", "6066")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for svc in services:
+            if not svc.running():
+                svc.start()
+                started.append(svc)
+            else:
+                print(svc.status())
+        log_path = cfg.run_dir / "worker.log"
+        print(f"starting the streamapp worker (log: {log_path})")
+        log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the worker
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "faust", "-A", "streamapp", "worker", "-l", "info"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(
+            lambda: (_health(f"{base}/health/") or {}).get("status") == "ok",
+            timeout=180,
+            what="streamapp worker",
+            alive=lambda: worker is not None and worker.poll() is None,
+            log_file=log_path,
+        )
+        subprocess.run(
+            [sys.executable, "-m", "streamapp.replay", "--restamp"], env=env, check=True
+        )
+        time.sleep(3)
+        stats = _health(f"{base}/stats/") or {}
+        indexed = sum(p.get("indexed", 0) for p in stats.get("pipelines", {}).values())
+        print(
+            f"""
+streamapp is running ({indexed} sample messages indexed so far).
+  health          {base}/health/
+  sentiment       {base}/sentiment/?window=tumbling   (or ?window=hopping&source=replay)
+  hate speech     {base}/hate/
+  pipeline stats  {base}/stats/
+  Elasticsearch   {cfg.elasticsearch_url}/{env.get('STREAMAPP_TWEETS_INDEX', 'streamapp-tweets')}/_search?q=hate:true
+                  {cfg.elasticsearch_url}/{env.get('STREAMAPP_NEWS_INDEX', 'streamapp-news')}/_search
+  more data       .venv/bin/python -m streamapp.replay FILE.jsonl --rate 50
+  worker log      {log_path}
+Press Ctrl-C to stop.""",
+            flush=True,
+        )
+        while worker.poll() is None:
+            time.sleep(1)
+        print(f"the worker exited with {worker.returncode}; see {log_path}")
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping")
+        return 0
+    except (DevstackError, subprocess.CalledProcessError) as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                stop_pid(worker.pid, timeout=1, name="worker")
+        for svc in reversed(started):
+            svc.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

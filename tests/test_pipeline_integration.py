@@ -1,0 +1,223 @@
+"""End to end against the real Kafka broker and the real Elasticsearch node."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+
+import pytest
+from devstack.elasticsearch import ElasticsearchService
+from helpers import (
+    Namespace,
+    consume_all,
+    es_breakdown,
+    es_count,
+    make_articles,
+    make_tweets,
+    produce,
+    total,
+    view_totals,
+    wait_for,
+)
+
+from streamapp.models import article_id
+
+pytestmark = pytest.mark.integration
+
+
+def assert_tables_match_documents(worker, ns: Namespace, n: int) -> None:
+    """The tumbling tables' totals equal N and split exactly as the indexed documents do."""
+    es_sentiment, es_hate = es_breakdown(ns)
+    wait_for(
+        lambda: total(view_totals(worker, "sentiment")) == n,
+        timeout=30,
+        what=f"sentiment table total == {n}",
+    )
+    assert view_totals(worker, "sentiment") == es_sentiment
+    wait_for(
+        lambda: total(view_totals(worker, "hate"), "messages") == n,
+        timeout=30,
+        what=f"hate table messages == {n}",
+    )
+    assert view_totals(worker, "hate") == es_hate
+
+
+async def test_n_messages_end_to_end(namespace: Namespace, worker_factory) -> None:
+    ns = namespace
+    worker = worker_factory().start()
+    tweets = make_tweets(1000, seed=1)
+    articles = make_articles(200, seed=1)
+    n = len(tweets) + len(articles)
+
+    started = time.monotonic()
+    await asyncio.gather(
+        produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, tweets),
+        produce(
+            ns.cfg.kafka_bootstrap,
+            ns.news_topic,
+            [(url, json.dumps(a).encode()) for url, a in articles],
+        ),
+    )
+    wait_for(lambda: es_count(ns) == n, timeout=120, what=f"{n} documents", interval=0.2)
+    elapsed = time.monotonic() - started
+    print(f"\nFIGURE end-to-end: {n} messages produced, classified and indexed in {elapsed:.2f}s "
+          f"= {n / elapsed:.0f} msg/s (2 cores, shared machine)")
+
+    es = ns.es()
+    try:
+        ids = set()
+        for index, count in ((ns.env["STREAMAPP_TWEETS_INDEX"], 1000), (ns.env["STREAMAPP_NEWS_INDEX"], 200)):
+            resp = es.search(index=index, size=2000, query={"match_all": {}})
+            hits = resp["hits"]["hits"]
+            assert len(hits) == count
+            for hit in hits:
+                doc = hit["_source"]
+                assert hit["_id"] == doc["id"]
+                assert doc["sentiment_label"] in {"negative", "neutral", "positive"}
+                assert -1.0 <= doc["sentiment_score"] <= 1.0
+                assert isinstance(doc["hate"], bool)
+                assert 0.0 <= doc["hate_score"] <= 1.0
+                assert isinstance(doc["hate_categories"], list)
+                assert doc["classifier"] == "offline" and doc["classifier_version"]
+                assert doc["processed_at"]
+                ids.add(hit["_id"])
+    finally:
+        es.close()
+    assert ids == {k for k, _ in tweets} | {article_id(url) for url, _ in articles}
+    assert_tables_match_documents(worker, ns, n)
+
+    # The hopping windows overlap, but one of them covers the whole (sub-minute) burst.
+    status, body = worker.get("/hate/?window=hopping&limit=100")
+    assert status == 200
+    assert max(total(w["counts"], "messages") for w in body["windows"]) == n
+    status, body = worker.get("/sentiment/?source=twitter")
+    assert status == 200 and set(body["totals"]) == {"twitter"}
+    assert worker.get("/sentiment/?window=sliding")[0] == 400
+
+
+async def test_sigkill_mid_stream_loses_and_duplicates_nothing(namespace: Namespace, worker_factory) -> None:
+    ns = namespace
+    # Small batches, a steady producer and rare commits: the kill lands mid-stream with
+    # indexed-and-counted messages whose offsets were never committed, so they come again.
+    slow_commits = {
+        "STREAMAPP_BATCH_SIZE": "50",
+        "STREAMAPP_BATCH_TIMEOUT": "0.2",
+        "STREAMAPP_COMMIT_INTERVAL": "30",
+    }
+    first = worker_factory(**slow_commits).start()
+    tweets = make_tweets(3000, seed=2)
+    n = len(tweets)
+    producing = asyncio.create_task(produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, tweets, rate=400))
+    await asyncio.to_thread(
+        wait_for, lambda: es_count(ns) >= 600, timeout=120, what="some documents before the kill"
+    )
+    first.kill()
+    killed_at = es_count(ns)
+    print(f"\nFIGURE SIGKILL after {killed_at} of {n} documents were indexed")
+    assert killed_at < n, "the kill should land mid-stream"
+    second = worker_factory(**slow_commits).start()
+    await producing
+    await asyncio.to_thread(wait_for, lambda: es_count(ns) == n, timeout=180, what=f"{n} documents")
+    await asyncio.sleep(3)  # anything redelivered late would show up as extra counts
+    assert es_count(ns) == n
+    redelivered = second.get("/stats/")[1]["pipelines"]["tweets"]["received"] + killed_at - n
+    print(f"FIGURE {redelivered} or more messages were delivered a second time after the kill")
+    assert redelivered > 0, "the restart should have seen already-indexed messages again"
+    # Redelivered messages were re-indexed (same ids) but must not be counted twice.
+    await asyncio.to_thread(assert_tables_match_documents, second, ns, n)
+
+
+async def test_bad_messages_go_to_the_dead_letter_topic(namespace: Namespace, worker_factory) -> None:
+    ns = namespace
+    worker = worker_factory(STREAMAPP_MAX_MESSAGE_BYTES="4096").start()
+    good = make_tweets(200, seed=3)
+    valid = json.loads(good[0][1])
+    bad: dict[str, bytes] = {
+        "invalid_json": b'{"id": "x1", "text": "unterminated',
+        "not_utf8": b"\xff\xfe\x00garbage",
+        "not_object": b'["a", "list"]',
+        "oversized": json.dumps({**valid, "id": "big", "text": "x" * 5000}).encode(),
+        "missing_text": json.dumps({k: v for k, v in valid.items() if k != "text"} | {"id": "m1"}).encode(),
+        "null_text": json.dumps({**valid, "id": "n1", "text": None}).encode(),
+        "wrong_type": json.dumps({**valid, "id": "w1", "rule_tags": "not-a-list"}).encode(),
+        "bad_date": json.dumps({**valid, "id": "d1", "created_at": "yesterday"}).encode(),
+        # Passes our schema; Elasticsearch refuses ids over 512 bytes.
+        "rejected_by_es": json.dumps({**valid, "id": "L" * 600}).encode(),
+    }
+    expected_reason = {
+        "invalid_json": "invalid_json",
+        "not_utf8": "invalid_json",
+        "not_object": "invalid_json",
+        "oversized": "oversized",
+        "missing_text": "schema_violation",
+        "null_text": "schema_violation",
+        "wrong_type": "schema_violation",
+        "bad_date": "schema_violation",
+        "rejected_by_es": "rejected_by_elasticsearch",
+    }
+    messages: list[tuple[str, bytes]] = []
+    bad_items = list(bad.items())
+    for i, item in enumerate(good):
+        messages.append(item)
+        if i % 20 == 0 and bad_items:
+            name, raw = bad_items.pop()
+            messages.append((f"bad-{name}", raw))
+    assert not bad_items
+    await produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, messages)
+
+    letters = await consume_all(ns.cfg.kafka_bootstrap, ns.dead_letter_topic, expected=len(bad))
+    assert len(letters) == len(bad)
+    by_key = {}
+    for record in letters:
+        letter = json.loads(record.value)
+        original = base64.b64decode(letter["value_b64"])
+        assert letter["topic"] == ns.tweets_topic and letter["error"]
+        assert letter["size"] == len(original)
+        by_key[letter["key"]] = (letter, original)
+    for name, raw in bad.items():
+        letter, original = by_key[f"bad-{name}"]
+        assert original == raw, name
+        assert letter["reason"] == expected_reason[name], (name, letter)
+    assert "512" in by_key["bad-rejected_by_es"][0]["error"]
+    assert "text" in by_key["bad-missing_text"][0]["error"]
+
+    await asyncio.to_thread(wait_for, lambda: es_count(ns) == len(good), timeout=60, what="good documents")
+    status, stats = worker.get("/stats/")
+    assert stats["pipelines"]["tweets"]["dead_lettered"] == len(bad)
+    assert worker.alive()
+    await asyncio.to_thread(assert_tables_match_documents, worker, ns, len(good))
+
+
+async def test_elasticsearch_outage_backpressure_then_recovery(namespace: Namespace, worker_factory) -> None:
+    ns = namespace
+    es_service = ElasticsearchService(ns.cfg)
+    worker = worker_factory().start()
+    before = make_tweets(300, seed=4, prefix="before")
+    await produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, before)
+    await asyncio.to_thread(wait_for, lambda: es_count(ns) == 300, timeout=60, what="first 300 documents")
+
+    es_service.stop()
+    try:
+        during = make_tweets(500, seed=4, prefix="during")
+        await produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, during)
+        # The worker keeps running, reports itself degraded and retries.
+        await asyncio.to_thread(
+            wait_for,
+            lambda: worker.get("/health/")[0] == 503,
+            timeout=60,
+            what="/health/ to report the outage",
+        )
+        await asyncio.sleep(5)
+        status, health = worker.get("/health/")
+        assert health["status"] == "degraded" and not health["elasticsearch_reachable"]
+        assert health["elasticsearch"]["retries"] > 0
+        assert health["pipelines"]["tweets"]["indexed"] == 300
+        assert worker.alive()
+    finally:
+        es_service.start()
+    n = 800
+    await asyncio.to_thread(wait_for, lambda: es_count(ns) == n, timeout=180, what=f"{n} documents")
+    await asyncio.to_thread(worker.wait_healthy)
+    await asyncio.to_thread(assert_tables_match_documents, worker, ns, n)
