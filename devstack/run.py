@@ -47,7 +47,9 @@ def main() -> int:
         "STREAMAPP_ELASTICSEARCH_URL": os.environ.get(
             "STREAMAPP_ELASTICSEARCH_URL", cfg.elasticsearch_url
         ),
-        "STREAMAPP_DATA_DIR": os.environ.get("STREAMAPP_DATA_DIR", str(cfg.run_dir / "worker-data")),
+        "STREAMAPP_DATA_DIR": os.environ.get(
+            "STREAMAPP_DATA_DIR", str(cfg.run_dir / "worker-data")
+        ),
     }
     port = env.get("STREAMAPP_WEB_PORT", "6066")
     base = f"http://127.0.0.1:{port}"
@@ -74,12 +76,13 @@ def main() -> int:
             alive=lambda: worker is not None and worker.poll() is None,
             log_file=log_path,
         )
-        subprocess.run(
-            [sys.executable, "-m", "streamapp.replay", "--restamp"], env=env, check=True
-        )
+        subprocess.run([sys.executable, "-m", "streamapp.replay", "--restamp"], env=env, check=True)
         time.sleep(3)
         stats = _health(f"{base}/stats/") or {}
         indexed = sum(p.get("indexed", 0) for p in stats.get("pipelines", {}).values())
+        es = cfg.elasticsearch_url
+        tweets_index = env.get("STREAMAPP_TWEETS_INDEX", "streamapp-tweets")
+        news_index = env.get("STREAMAPP_NEWS_INDEX", "streamapp-news")
         print(
             f"""
 streamapp is running ({indexed} sample messages indexed so far).
@@ -87,8 +90,8 @@ streamapp is running ({indexed} sample messages indexed so far).
   sentiment       {base}/sentiment/?window=tumbling   (or ?window=hopping&source=replay)
   hate speech     {base}/hate/
   pipeline stats  {base}/stats/
-  Elasticsearch   {cfg.elasticsearch_url}/{env.get('STREAMAPP_TWEETS_INDEX', 'streamapp-tweets')}/_search?q=hate:true
-                  {cfg.elasticsearch_url}/{env.get('STREAMAPP_NEWS_INDEX', 'streamapp-news')}/_search
+  Elasticsearch   {es}/{tweets_index}/_search?q=hate:true
+                  {es}/{news_index}/_search
   more data       .venv/bin/python -m streamapp.replay FILE.jsonl --rate 50
   worker log      {log_path}
 Press Ctrl-C to stop.""",

@@ -19,6 +19,7 @@ from streamapp.app import app, settings
 from streamapp.classifiers import Classifier, create_classifier
 from streamapp.deadletter import DeadLetterQueue
 from streamapp.models import NewsArticle, Tweet
+from streamapp.offsets import OffsetSequencer
 from streamapp.pipeline import Pipeline
 from streamapp.sinks.elasticsearch import ElasticsearchSink
 from streamapp.topics import declare_topics
@@ -74,13 +75,21 @@ class Runtime:
 
 runtime = Runtime()
 app.register_closer(runtime.close)
+sequencer = OffsetSequencer(app)
+
+
+@app.timer(interval=1.0)
+async def repair_offset_gaps() -> None:
+    await sequencer.repair()
 
 
 async def _run(stream: StreamT, name: str) -> None:
     pipeline = await runtime.pipeline(name)
     async for events in stream.noack_take(settings.batch_size, within=settings.batch_timeout):
-        await pipeline.process(events)
-        for event in events:
+        admitted = sequencer.admit(events)
+        if admitted.process:
+            await pipeline.process(admitted.process)
+        for event in (*admitted.process, *admitted.duplicates):
             await stream.ack(event)
 
 

@@ -151,6 +151,9 @@ class Pipeline:
             if record.message_id not in rejected_ids
         ]
         update_tables(indexed)
+        # Before the caller acks: the offsets committed later must never be ahead of the
+        # table state the broker holds (see streamapp.tables).
+        await tables.confirm_changelogs()
 
         self.stats.batches += 1
         self.stats.received += len(events)

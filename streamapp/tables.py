@@ -14,10 +14,17 @@ whichever value survived, redelivered messages at or below its watermark are ski
 the rest are counted. Keys are per partition for a second reason: a table partition is
 owned by the worker that owns the same source partition, so no two workers write a key.
 Readers (web views) sum over partitions.
+
+The watermark argument needs the changelog to be at least as far as the committed source
+offsets. Faust's own pre-commit flush gives up after 0.1 s per message, so the pipeline
+awaits `confirm_changelogs()` (every changelog write of the batch acknowledged by the
+broker) before it acks a batch.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -27,10 +34,54 @@ from typing import Any
 import faust
 from faust.streams import _current_event
 from faust.types import EventT
+from faust.types.tuples import FutureMessage
 
 from streamapp.app import app, settings
 
+log = logging.getLogger(__name__)
+
 KEY_SEP = "|"
+
+
+class ChangelogNotConfirmed(RuntimeError):
+    """Some changelog writes failed; they were sent again and the batch must be retried."""
+
+
+class CountTable(faust.Table):
+    """A Faust table whose changelog writes can be awaited until the broker has them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unconfirmed: list[tuple[Any, int | None, Any, FutureMessage]] = []
+
+    def send_changelog(  # type: ignore[override]
+        self, partition: int | None, key: Any, value: Any, *args: Any, **kwargs: Any
+    ) -> FutureMessage:
+        fut = super().send_changelog(partition, key, value, *args, **kwargs)
+        self._unconfirmed.append((key, partition, value, fut))
+        return fut
+
+    async def confirm_changelog(self) -> None:
+        """Wait for every changelog write so far; re-send the latest value of failed keys."""
+        batch, self._unconfirmed = self._unconfirmed, []
+        if not batch:
+            return
+        results = await asyncio.gather(*(fut for *_, fut in batch), return_exceptions=True)
+        # Values are whole states, not deltas: only the newest write of a key matters, and
+        # it is re-sent only if it is the one that failed.
+        newest: dict[Any, tuple[int | None, Any, BaseException | None]] = {}
+        for (key, partition, value, _fut), result in zip(batch, results, strict=True):
+            error = result if isinstance(result, BaseException) else None
+            newest[key] = (partition, value, error)
+        failed = {k: v for k, v in newest.items() if v[2] is not None}
+        if not failed:
+            return
+        for key, (partition, value, _error) in failed.items():
+            self.send_changelog(partition, key, value)
+        first_error = next(iter(failed.values()))[2]
+        raise ChangelogNotConfirmed(
+            f"{len(failed)} changelog writes of table {self.name} failed: {first_error!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -76,12 +127,15 @@ class WindowedCounter:
             first = items[0]
             event = events_by_partition[(first.topic, first.partition)]
             table_key = (key, window_range)
-            current = self.table.get(table_key) or {"n": 0, "o": -1}
-            fresh = [c for c in items if c.offset > current["o"]]
-            if not fresh:
-                continue
+            # Reads need the event too: the RocksDB store looks a key up only in the
+            # partition of the current event, so a read under another partition's event
+            # would miss the stored count and restart it from zero.
             token = _current_event.set(weakref.ref(event))
             try:
+                current = self.table.get(table_key) or {"n": 0, "o": -1}
+                fresh = [c for c in items if c.offset > current["o"]]
+                if not fresh:
+                    continue
                 self.table[table_key] = {
                     "n": current["n"] + len(fresh),
                     "o": max(c.offset for c in fresh),
@@ -131,15 +185,19 @@ class WindowedCounter:
         return out
 
 
-def _table(name: str, help_: str) -> faust.Table:
-    return app.Table(
-        name,
+def _table(name: str, help_: str) -> CountTable:
+    table = CountTable(
+        app,
+        name=name,
         default=None,
+        beacon=app.tables.beacon,
         partitions=settings.topic_partitions,
         key_type=None,
         value_type=None,
         help=help_,
     )
+    app.tables.add(table)
+    return table
 
 
 _size = settings.window_size
@@ -176,3 +234,9 @@ hate_hopping = WindowedCounter(
 
 SENTIMENT = {"tumbling": sentiment_tumbling, "hopping": sentiment_hopping}
 HATE = {"tumbling": hate_tumbling, "hopping": hate_hopping}
+ALL = (*SENTIMENT.values(), *HATE.values())
+
+
+async def confirm_changelogs() -> None:
+    """Return once the broker has every changelog write made so far (raise if one failed)."""
+    await asyncio.gather(*(counter.table.confirm_changelog() for counter in ALL))

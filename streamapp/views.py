@@ -18,7 +18,7 @@ from typing import Any
 from faust.web import Request, Response, View
 
 from streamapp import tables
-from streamapp.agents import runtime
+from streamapp.agents import runtime, sequencer
 from streamapp.app import app, settings
 from streamapp.tables import WindowedCounter
 
@@ -108,6 +108,7 @@ def stats() -> dict[str, Any]:
         "pipelines": {name: p.stats.as_dict() for name, p in runtime.pipelines.items()},
         "dead_letters": dict(runtime.dead_letters.counts),
         "elasticsearch": {"available": runtime.sink.available, "retries": runtime.sink.retries},
+        "offsets": sequencer.as_dict(),
     }
 
 

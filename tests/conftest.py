@@ -12,10 +12,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from devstack.config import DevstackConfig  # noqa: E402
-from devstack.elasticsearch import ElasticsearchService  # noqa: E402
-from devstack.kafka import KafkaService  # noqa: E402
-from helpers import ARTIFACTS, Namespace, Worker, free_port, unique  # noqa: E402
+from helpers import ARTIFACTS, Namespace, Worker, free_port, unique
+
+from devstack.config import DevstackConfig
+from devstack.elasticsearch import ElasticsearchService
+from devstack.kafka import KafkaService
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator:
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -74,5 +82,9 @@ def worker_factory(namespace: Namespace, request: pytest.FixtureRequest) -> Iter
         return w
 
     yield make  # type: ignore[misc]
+    report = getattr(request.node, "report_call", None)
+    failed = report is None or report.failed
     for w in workers:
+        if failed:
+            w.dump_tasks()  # into its log under test-artifacts/, to see where it was stuck
         w.stop()

@@ -128,6 +128,13 @@ class Worker:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
 
+    def dump_tasks(self) -> None:
+        """Ask the worker to log the stack of every asyncio task (mode's SIGUSR1 handler)."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -186,7 +193,10 @@ def make_articles(n: int, seed: int = 1) -> list[tuple[str, dict[str, Any]]]:
     for i in range(n):
         url = f"https://news.example.org/{seed}/{i}"
         article = {
-            "source": {"id": rng.choice([None, "bbc-news", "reuters"]), "name": rng.choice(["BBC", "Reuters"])},
+            "source": {
+                "id": rng.choice([None, "bbc-news", "reuters"]),
+                "name": rng.choice(["BBC", "Reuters"]),
+            },
             "author": rng.choice([None, "Staff"]),
             "title": f"{rng.choice(_PHRASES)} ({i})",
             "description": rng.choice([None, "A short description of the story."]),
@@ -199,7 +209,9 @@ def make_articles(n: int, seed: int = 1) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-async def produce(bootstrap: str, topic: str, messages: list[tuple[str, bytes]], rate: float | None = None) -> None:
+async def produce(
+    bootstrap: str, topic: str, messages: list[tuple[str, bytes]], rate: float | None = None
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
@@ -216,14 +228,14 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[str, bytes]],
         await producer.stop()
 
 
-async def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[Any]:
+async def consume_all(bootstrap: str, topic: str, expected: int, within: float = 60) -> list[Any]:
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
     records: list[Any] = []
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while len(records) < expected and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for msgs in batch.values():
@@ -242,7 +254,7 @@ def es_count(ns: Namespace) -> int:
     try:
         es.indices.refresh(index=ns.indices, ignore_unavailable=True)
         return int(es.count(index=ns.indices, ignore_unavailable=True)["count"])
-    except Exception:  # noqa: BLE001 - not there yet / restarting
+    except Exception:
         return -1
     finally:
         es.close()

@@ -1,0 +1,154 @@
+"""Per-partition offset order for the agents: every input message is processed once, in order.
+
+Why this exists: after a rebalance, Faust resumes the input partitions and only then seeks
+them back to the committed offsets; records fetched in between can be dropped, so a stream
+starts some way after the committed offset (faust-streaming issue #596). Measured here, about
+one restart in five after a SIGKILL skipped ~180 messages per partition. Because Faust
+commits only a contiguous run of acked offsets, the partition would then never commit
+again, and the skipped messages would never be processed.
+
+The sequencer knows the next offset each partition must deliver (initially the committed
+offset) and sorts every incoming event:
+
+* offset == expected: processed, in order (which the tables' offset watermarks rely on);
+* offset <  expected: already processed (a re-seek delivered it again): acked, not redone;
+* offset >  expected: messages are missing. The early events are released unprocessed and
+  the partition is sought back to the expected offset (they come again after it). If the
+  expected offset still does not arrive after a few seeks, the gap is real (compaction,
+  transaction markers, retention) and is accepted with a warning.
+
+It reads `Consumer._committed_offset` and `_unacked_messages` (faust-streaming 0.15.3).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import faust
+from faust.types import TP, EventT
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Admission:
+    process: list[EventT] = field(default_factory=list)
+    duplicates: list[EventT] = field(default_factory=list)
+    released: list[EventT] = field(default_factory=list)
+
+
+@dataclass
+class _Repair:
+    expected: int
+    last_seek: float | None = None
+    seeks: int = 0
+
+
+@dataclass
+class OffsetSequencer:
+    app: faust.App
+    #: Time after a seek for the expected offset to arrive before seeking again.
+    retry_seconds: float = 3.0
+    #: Seeks per gap before it is accepted as real (compaction, transaction markers).
+    max_seeks: int = 3
+    seeks: int = 0
+    duplicates: int = 0
+    released: int = 0
+    gaps_accepted: int = 0
+    _expected: dict[TP, int] = field(default_factory=dict)
+    _generation: int | None = None
+    _repairs: dict[TP, _Repair] = field(default_factory=dict)
+
+    def admit(self, events: Sequence[EventT]) -> Admission:
+        """Sort a batch into events to process, duplicates to ack, and events to release."""
+        consumer = self.app.consumer
+        if self._generation != self.app.consumer_generation_id:
+            # New assignment: whatever we knew may be stale; start from the committed offsets.
+            self._generation = self.app.consumer_generation_id
+            self._expected.clear()
+            self._repairs.clear()
+        out = Admission()
+        now = time.monotonic()
+        for event in events:
+            msg = event.message
+            tp, offset = msg.tp, msg.offset
+            expected = self._expected.get(tp)
+            if expected is None:
+                expected = consumer._committed_offset.get(tp)
+                if expected is None:  # nothing committed yet: take the stream as it comes
+                    expected = offset
+            if offset < expected:
+                out.duplicates.append(event)
+                continue
+            if offset > expected:
+                repair = self._repairs.get(tp)
+                if repair is None or repair.expected != expected:
+                    self._repairs[tp] = _Repair(expected)
+                    log.warning(
+                        "%s[%d] skipped ahead from offset %d to %d (faust-streaming #596); "
+                        "reading it again",
+                        tp.topic,
+                        tp.partition,
+                        expected,
+                        offset,
+                    )
+                    out.released.append(event)
+                    continue
+                waited = (
+                    repair.last_seek is not None and now - repair.last_seek > self.retry_seconds
+                )
+                if repair.seeks < self.max_seeks or not waited:
+                    out.released.append(event)
+                    continue
+                self.gaps_accepted += 1
+                log.warning(
+                    "offsets %d..%d of %s[%d] never arrived after %d seeks; accepting the gap",
+                    expected,
+                    offset - 1,
+                    tp.topic,
+                    tp.partition,
+                    repair.seeks,
+                )
+            self._repairs.pop(tp, None)
+            self._expected[tp] = offset + 1
+            out.process.append(event)
+        for event in out.released:
+            # Faust would wait for these at the next rebalance; they will be delivered again.
+            consumer._unacked_messages.discard(event.message)
+        self.duplicates += len(out.duplicates)
+        self.released += len(out.released)
+        return out
+
+    async def repair(self) -> None:
+        """Seek partitions with missing messages back (called periodically).
+
+        Not done inside `admit`: until recovery has finished, Faust may still clear the
+        stream queues (`FlowControlEvent.resume`), which would drop the re-read records again.
+        """
+        if self.app.rebalancing or not self._repairs:
+            return
+        now = time.monotonic()
+        due = {
+            tp: r
+            for tp, r in self._repairs.items()
+            if r.last_seek is None or now - r.last_seek > self.retry_seconds
+        }
+        if not due:
+            return
+        await self.app.consumer.seek_wait({tp: r.expected for tp, r in due.items()})
+        for r in due.values():
+            r.last_seek = now
+            r.seeks += 1
+        self.seeks += len(due)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "seeks": self.seeks,
+            "duplicates_skipped": self.duplicates,
+            "released_for_redelivery": self.released,
+            "gaps_accepted": self.gaps_accepted,
+            "partitions_repairing": len(self._repairs),
+        }
