@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
 
 
+MAX_ID_BYTES = 512
+
+
 @dataclass(frozen=True)
 class Rejection:
     doc_id: str
@@ -103,7 +106,21 @@ class ElasticsearchSink:
     ) -> list[Rejection]:
         """Index `(id, document)` pairs; return the documents Elasticsearch refused."""
         rejected: list[Rejection] = []
-        pending = list(docs)
+        pending = []
+        for doc_id, doc in docs:
+            # Elasticsearch validates ids per request, not per item: one long id fails the
+            # whole bulk request with a 400, so such documents are refused here.
+            if len(doc_id.encode()) > MAX_ID_BYTES:
+                rejected.append(
+                    Rejection(
+                        doc_id=doc_id,
+                        status=400,
+                        error_type="id_too_long",
+                        reason=f"document id is longer than {MAX_ID_BYTES} bytes",
+                    )
+                )
+            else:
+                pending.append((doc_id, doc))
         delay = self.settings.retry_initial
         while pending:
             operations: list[dict[str, Any]] = []
@@ -113,10 +130,23 @@ class ElasticsearchSink:
             try:
                 resp = await self.client.bulk(operations=operations)
             except es_exc.ApiError as exc:
-                if exc.meta.status == 413 and len(pending) > 1:
+                if exc.meta.status in (400, 413) and len(pending) > 1:
+                    # Too large, or one document invalidates the whole request: bisect
+                    # until the offending document stands alone.
                     half = len(pending) // 2
                     rejected += await self.write(alias, pending[:half])
                     rejected += await self.write(alias, pending[half:])
+                    return rejected
+                if exc.meta.status in (400, 413):
+                    doc_id = pending[0][0]
+                    rejected.append(
+                        Rejection(
+                            doc_id=doc_id,
+                            status=exc.meta.status,
+                            error_type=str(exc.error),
+                            reason=str(exc.info)[:1000],
+                        )
+                    )
                     return rejected
                 if exc.meta.status not in RETRYABLE_STATUSES:
                     raise
