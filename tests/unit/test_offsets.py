@@ -1,0 +1,111 @@
+"""OffsetSequencer: in-order admission, duplicate skipping, gap repair (faust-streaming #596)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from faust.types import TP
+
+from streamapp.offsets import OffsetSequencer
+
+TP0 = TP("tweets", 0)
+TP1 = TP("tweets", 1)
+
+
+@dataclass(eq=False)
+class FakeMessage:
+    tp: TP
+    offset: int
+
+
+@dataclass
+class FakeConsumer:
+    _committed_offset: dict[TP, int] = field(default_factory=dict)
+    _unacked_messages: set[Any] = field(default_factory=set)
+    seeks: list[dict[TP, int]] = field(default_factory=list)
+
+    async def seek_wait(self, partitions: dict[TP, int]) -> None:
+        self.seeks.append(dict(partitions))
+
+
+def make(committed: dict[TP, int]) -> tuple[OffsetSequencer, FakeConsumer, Any]:
+    consumer = FakeConsumer(_committed_offset=committed)
+    app = SimpleNamespace(consumer=consumer, consumer_generation_id=1, rebalancing=False)
+    return OffsetSequencer(app, retry_seconds=0.0, max_seeks=2), consumer, app  # type: ignore[arg-type]
+
+
+def events(tp: TP, offsets: range | list[int]) -> list[Any]:
+    return [SimpleNamespace(message=FakeMessage(tp, o)) for o in offsets]
+
+
+def offsets(evs: list[Any]) -> list[int]:
+    return [e.message.offset for e in evs]
+
+
+async def test_in_order_events_are_processed_from_the_committed_offset() -> None:
+    seq, consumer, _ = make({TP0: 10})
+    out = seq.admit(events(TP0, range(10, 15)))
+    assert offsets(out.process) == [10, 11, 12, 13, 14]
+    assert not out.duplicates and not out.released
+    out = seq.admit(events(TP0, range(15, 17)))
+    assert offsets(out.process) == [15, 16]
+    await seq.repair()
+    assert consumer.seeks == []
+
+
+async def test_redelivered_events_are_acked_not_processed_again() -> None:
+    seq, _, _ = make({TP0: 0})
+    seq.admit(events(TP0, range(0, 5)))
+    out = seq.admit(events(TP0, range(2, 7)))
+    assert offsets(out.duplicates) == [2, 3, 4]
+    assert offsets(out.process) == [5, 6]
+
+
+async def test_skipped_offsets_are_read_again_before_anything_after_them() -> None:
+    seq, consumer, _ = make({TP0: 100, TP1: 50})
+    early = events(TP0, range(278, 281))
+    consumer._unacked_messages.update(e.message for e in early)
+    out = seq.admit(early + events(TP1, [50, 51]))
+    # The partition that skipped ahead processes nothing; the other one is unaffected.
+    assert offsets(out.released) == [278, 279, 280]
+    assert offsets(out.process) == [50, 51]
+    # Released messages no longer count as in flight (they are delivered again).
+    assert not consumer._unacked_messages
+    await seq.repair()
+    assert consumer.seeks == [{TP0: 100}]
+    out = seq.admit(events(TP0, range(100, 103)))
+    assert offsets(out.process) == [100, 101, 102]
+    await seq.repair()
+    assert len(consumer.seeks) == 1, "no more seeks once the expected offset arrived"
+
+
+async def test_a_real_gap_is_accepted_after_the_configured_seeks() -> None:
+    seq, consumer, _ = make({TP0: 10})
+    assert offsets(seq.admit(events(TP0, [12])).released) == [12]
+    await seq.repair()
+    assert offsets(seq.admit(events(TP0, [12])).released) == [12]
+    await seq.repair()
+    out = seq.admit(events(TP0, [12, 13]))
+    assert offsets(out.process) == [12, 13]
+    assert seq.gaps_accepted == 1 and len(consumer.seeks) == 2
+
+
+async def test_no_seek_while_rebalancing_and_state_resets_on_new_generation() -> None:
+    seq, consumer, app = make({TP0: 10})
+    seq.admit(events(TP0, [20]))
+    app.rebalancing = True
+    await seq.repair()
+    assert consumer.seeks == []
+    app.rebalancing = False
+    app.consumer_generation_id = 2
+    consumer._committed_offset[TP0] = 20
+    out = seq.admit(events(TP0, [20, 21]))
+    assert offsets(out.process) == [20, 21]
+
+
+async def test_nothing_committed_yet_takes_the_stream_as_it_comes() -> None:
+    seq, _, _ = make({})
+    out = seq.admit(events(TP0, [7, 8]))
+    assert offsets(out.process) == [7, 8]
