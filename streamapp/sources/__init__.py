@@ -1,0 +1,7 @@
+"""Sources: outside services -> typed records -> the input topics.
+
+Each source is a small class with `async run(out: RecordOutput)`; `run_source` gives it a Kafka
+output and runs it until it stops or the process is interrupted. Blocking client libraries
+(tweepy, newsapi-python) run in threads and hand records over through `ThreadBridge`, a
+bounded queue: when Kafka is slow the thread blocks instead of memory growing.
+"""

@@ -1,0 +1,137 @@
+"""Twitter/X source through the real tweepy client, a local X API server and the real Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from helpers import Namespace, consume_all, wait_for
+from servers.twitter_server import OPERATIONAL_DISCONNECT, TwitterServer, tweet_message
+
+from streamapp.decoding import decode
+from streamapp.models import Tweet
+from streamapp.settings import load_settings
+from streamapp.sources.output import KafkaOutput, SourceError
+from streamapp.sources.twitter import TwitterSettings, TwitterSource
+from streamapp.topics import ensure_topics
+
+TOKEN = "test-bearer-token"
+
+
+@pytest.fixture
+def env(namespace: Namespace, monkeypatch: pytest.MonkeyPatch) -> Namespace:
+    for key, value in namespace.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("TWITTER_BEARER_TOKEN", TOKEN)
+    return namespace
+
+
+def settings_for(server: TwitterServer, rules: list[dict[str, str]]) -> TwitterSettings:
+    return TwitterSettings(base_url=server.url, rules=rules)  # type: ignore[arg-type]
+
+
+def rule_set(server: TwitterServer) -> set[tuple[str, str | None]]:
+    return {(r["value"], r.get("tag")) for r in server.rules.values()}
+
+
+async def test_rules_are_synced_add_missing_delete_stale(env: Namespace) -> None:
+    with TwitterServer(TOKEN) as server:
+        # No rules at all: the API then omits `data`.
+        source = TwitterSource(settings_for(server, [{"value": "climate", "tag": "climate"}]))
+        assert source.sync_rules(source._client()) == (1, 0)
+        assert rule_set(server) == {("climate", "climate")}
+
+        stale = server.add_rule("old topic", "old")
+        source = TwitterSource(
+            settings_for(
+                server,
+                [{"value": "climate", "tag": "climate"}, {"value": "election", "tag": "politics"}],
+            )
+        )
+        assert source.sync_rules(source._client()) == (1, 1)
+        assert rule_set(server) == {("climate", "climate"), ("election", "politics")}
+        assert stale not in server.rules
+        # In sync already: nothing to do.
+        assert source.sync_rules(source._client()) == (0, 0)
+
+
+async def test_stream_to_topic_survives_disconnects_without_half_records(env: Namespace) -> None:
+    ns = env
+    with TwitterServer(TOKEN) as server:
+        # The author is NOT the first user of includes (a quoted/mentioned user comes first).
+        first = tweet_message("101", "love this", "2", [("1", "someone"), ("2", "alice")], ["a"])
+        second = tweet_message("102", "hmm", "1", [("1", "bob")], ["a", "b"])
+        third = tweet_message("103", "after the drop", "3", [("3", "carol")], [])
+        half = json.dumps(tweet_message("199", "cut", "9", [("9", "x")], ["a"])).encode()[:40]
+        server.connections.extend(
+            [
+                [
+                    ("tweet", first),
+                    ("keepalive",),
+                    ("tweet", second),
+                    ("tweet", OPERATIONAL_DISCONNECT),
+                    ("close",),
+                ],
+                [("raw", half), ("drop",)],
+                [("keepalive",), ("tweet", third)],
+            ]
+        )
+        settings = load_settings()
+        await ensure_topics(settings)
+        out = KafkaOutput(settings)
+        await out.start()
+        source = TwitterSource(settings_for(server, [{"value": "love", "tag": "a"}]))
+        task = asyncio.create_task(source.run(out))
+        try:
+            await asyncio.to_thread(
+                wait_for, lambda: source.sent >= 3, timeout=30, what="three tweets sent"
+            )
+            await out.flush()
+        finally:
+            source.stop()
+            await asyncio.wait_for(task, timeout=30)
+            await out.stop()
+
+        records = await consume_all(ns.cfg.kafka_bootstrap, ns.tweets_topic, expected=3)
+        by_key = {r.key.decode(): decode(r.value, Tweet, max_bytes=10_000) for r in records}
+        assert set(by_key) == {"101", "102", "103"}, "no half record, nothing lost"
+        tweets = {k: v for k, v in by_key.items() if isinstance(v, Tweet)}
+        assert tweets["101"].author_username == "alice"
+        assert tweets["102"].author_username == "bob"
+        assert tweets["101"].rule_tags == ["a"] and tweets["102"].rule_tags == ["a", "b"]
+        assert tweets["103"].source == "twitter" and tweets["103"].lang == "en"
+        assert server.stream_requests >= 3, "reconnected after the disconnect and the drop"
+        assert source.stream_errors == 1
+        # The stream asked for what the records need.
+        _, _, params = next(r for r in server.requests if r[1] == "/2/tweets/search/stream")
+        assert "author_id" in params["expansions"][0]
+        assert "username" in params["user.fields"][0]
+        assert {"created_at", "lang", "author_id"} <= set(params["tweet.fields"][0].split(","))
+
+
+async def test_unauthorized_stops_with_a_message_naming_the_setting(
+    env: Namespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with TwitterServer("the-real-token") as server:
+        source = TwitterSource(settings_for(server, []))
+        with pytest.raises(SourceError, match="TWITTER_BEARER_TOKEN"):
+            await source.run(KafkaOutput(load_settings()))  # refused before anything is sent
+
+        # Rules accepted but the stream refused (e.g. no filtered-stream access): also fatal.
+        server.connections.append([("status", 403)])
+        server.token = TOKEN
+        source = TwitterSource(settings_for(server, []))
+        out = KafkaOutput(load_settings())
+        await out.start()
+        try:
+            with pytest.raises(SourceError, match="HTTP 403"):
+                await asyncio.wait_for(source.run(out), timeout=30)
+        finally:
+            await out.stop()
+
+
+def test_missing_token_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TWITTER_BEARER_TOKEN", raising=False)
+    with pytest.raises(SourceError, match="TWITTER_BEARER_TOKEN"):
+        TwitterSource(TwitterSettings())
