@@ -1,18 +1,22 @@
-"""Replay JSONL files of posts or articles into the input topics.
+"""Replay JSONL or CSV files of posts or articles into the input topics.
 
     python -m streamapp.replay FILE [FILE...] [--kind tweets|news] [--rate N] [--restamp]
 
-Each line is one JSON object (a Tweet or NewsArticle record, or a raw NewsAPI article). The
-topic comes from --kind or, by default, from the file name (`*news*` -> news, else tweets).
-Lines that are not JSON objects or lack an id are reported with their line number and
-skipped. Messages are keyed by their id; `--restamp` sets `created_at`/`published_at` to
-the send time, so an old export lands in the current windows.
+JSONL: one JSON object per line (a Tweet or NewsArticle record, or a raw NewsAPI article).
+CSV: a header row naming the record fields (`id,text,created_at,...`; list fields such as
+`rule_tags` separated by `;`; empty cells are absent). The topic comes from --kind or, by
+default, from the file name (`*news*` -> news, else tweets). Bad lines are reported with
+their line number and skipped, never silently. Messages are keyed by their id; `--restamp`
+sets `created_at`/`published_at` to the send time, so an old export lands in the current
+windows. A progress bar shows while sending and a final count when done. This is also the
+load generator of the benchmarks and the demo data of `make run`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
 import sys
 import time
@@ -46,29 +50,83 @@ def kind_for(path: Path, forced: str | None) -> str:
     return "news" if "news" in path.name.lower() else "tweets"
 
 
-def read_lines(path: Path, kind: str, result: ReplayResult) -> Iterator[tuple[str, dict]]:
-    with open(path, encoding="utf-8") as fh:
+LIST_FIELDS = {"rule_tags"}
+
+
+def count_lines(path: Path) -> int:
+    """Data lines of a file (for the progress bar): the CSV header does not count."""
+    with open(path, "rb") as fh:
+        n = sum(1 for line in fh if line.strip())
+    return n - 1 if path.suffix.lower() == ".csv" and n else n
+
+
+def _rows(path: Path, result: ReplayResult) -> Iterator[tuple[int, dict | None]]:
+    """(line number, object or None if unreadable) for JSONL and CSV files."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        if path.suffix.lower() == ".csv":
+            reader = csv.DictReader(fh)
+            for row in reader:
+                if None in row:  # more cells than header columns
+                    print(f"{path}:{reader.line_num}: skipped, too many cells", file=sys.stderr)
+                    result.skipped += 1
+                    continue
+                obj: dict = {}
+                for name, cell in row.items():
+                    if cell is None or cell == "":
+                        continue
+                    obj[name] = [t for t in cell.split(";") if t] if name in LIST_FIELDS else cell
+                yield reader.line_num, obj
+            return
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                parsed = json.loads(line)
             except ValueError as exc:
                 print(f"{path}:{lineno}: skipped, not JSON: {exc}", file=sys.stderr)
                 result.skipped += 1
                 continue
-            if not isinstance(obj, dict):
+            if not isinstance(parsed, dict):
                 print(f"{path}:{lineno}: skipped, not a JSON object", file=sys.stderr)
                 result.skipped += 1
                 continue
-            key = obj.get("id") or (
-                article_id(obj["url"]) if kind == "news" and obj.get("url") else None
-            )
-            if not isinstance(key, str) or not key:
-                print(f"{path}:{lineno}: skipped, no id (or url for news)", file=sys.stderr)
-                result.skipped += 1
-                continue
-            yield key, obj
+            yield lineno, parsed
+
+
+def read_lines(path: Path, kind: str, result: ReplayResult) -> Iterator[tuple[str, dict]]:
+    for lineno, obj in _rows(path, result):
+        key = obj.get("id") or (
+            article_id(obj["url"]) if kind == "news" and obj.get("url") else None
+        )
+        if not isinstance(key, str) or not key:
+            print(f"{path}:{lineno}: skipped, no id (or url for news)", file=sys.stderr)
+            result.skipped += 1
+            continue
+        yield key, obj
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most twice a second."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def update(self, done: int, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._last < 0.5):
+            return
+        self._last = now
+        rate = done / max(now - self.started, 1e-9)
+        if self.total:
+            frac = min(done / self.total, 1.0)
+            bar = "#" * int(frac * 30)
+            line = f"[{bar:<30}] {frac:4.0%} {done}/{self.total} {rate:.0f}/s"
+        else:
+            line = f"sent {done} ({rate:.0f}/s)"
+        print(f"\r{line}", end="", file=sys.stderr, flush=True)
 
 
 async def replay(
@@ -87,7 +145,7 @@ async def replay(
     )
     await producer.start()
     started = time.monotonic()
-    last_report = started
+    bar = Progress(sum(count_lines(p) for p in files) if progress else None, progress)
     try:
         pending = []
         for path in files:
@@ -111,21 +169,15 @@ async def replay(
                     ahead = result.sent / rate - (time.monotonic() - started)
                     if ahead > 0:
                         await asyncio.sleep(ahead)
-                now = time.monotonic()
-                if progress and now - last_report >= 1.0:
-                    last_report = now
-                    print(
-                        f"\rsent {result.sent} ({result.sent / (now - started):.0f}/s)",
-                        end="",
-                        file=sys.stderr,
-                    )
+                bar.update(result.sent + result.skipped)
         await asyncio.gather(*pending)  # every message acknowledged by the broker
+        bar.update(result.sent + result.skipped, force=True)
     finally:
         await producer.stop()
     if progress:
         elapsed = time.monotonic() - started
         print(
-            f"\rsent {result.sent} messages in {elapsed:.1f}s, skipped {result.skipped} bad lines",
+            f"\nsent {result.sent} messages in {elapsed:.1f}s, skipped {result.skipped} bad lines",
             file=sys.stderr,
         )
     return result
@@ -136,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m streamapp.replay", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
-        "files", nargs="*", type=Path, help="JSONL files (default: the bundled sample)"
+        "files", nargs="*", type=Path, help="JSONL or CSV files (default: the bundled sample)"
     )
     parser.add_argument("--kind", choices=["tweets", "news"], help="topic for all files")
     parser.add_argument(

@@ -1,0 +1,93 @@
+"""File replay (JSONL and CSV) into the real Kafka: bad lines reported by number, never silent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import Namespace, consume_all
+
+from streamapp.decoding import decode
+from streamapp.models import NewsArticle, Tweet, article_id
+from streamapp.replay import replay
+from streamapp.settings import load_settings
+
+
+@pytest.fixture
+def settings(namespace: Namespace, monkeypatch: pytest.MonkeyPatch):
+    for key, value in namespace.env.items():
+        monkeypatch.setenv(key, value)
+    return load_settings()
+
+
+async def test_jsonl_and_csv_replay_with_bad_lines(
+    namespace: Namespace, settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tweets = tmp_path / "export.jsonl"
+    tweets.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "t1", "text": "hello", "created_at": "2026-11-28T10:00:00Z"}),
+                "{broken",
+                json.dumps(["not", "an", "object"]),
+                "",
+                json.dumps({"text": "no id", "created_at": "2026-11-28T10:00:00Z"}),
+                json.dumps(
+                    {
+                        "id": "t2",
+                        "text": "bye",
+                        "created_at": "2026-11-28T10:01:00Z",
+                        "rule_tags": ["x"],
+                        "source": "replay",
+                    }
+                ),
+            ]
+        )
+        + "\n"
+    )
+    csv_file = tmp_path / "more_tweets.csv"
+    csv_file.write_text(
+        "id,text,created_at,author_username,rule_tags,lang\n"
+        't3,"a, quoted text",2026-11-28T10:02:00Z,carol,a;b,en\n'
+        "t4,short,2026-11-28T10:03:00Z,,,\n"
+        "t5,too,many,cells,here,x,y\n"
+    )
+    news = tmp_path / "news.jsonl"
+    news.write_text(
+        json.dumps(
+            {
+                "source": {"id": None, "name": "Paper"},
+                "author": None,
+                "title": "T",
+                "description": None,
+                "url": "https://example.org/a",
+                "urlToImage": None,
+                "publishedAt": "2026-11-28T09:00:00Z",
+                "content": None,
+            }
+        )
+        + "\n"
+    )
+
+    result = await replay([tweets, csv_file, news], settings, progress=True)
+    assert (result.sent, result.skipped) == (5, 4)
+    err = capsys.readouterr().err
+    for where in (f"{tweets}:2:", f"{tweets}:3:", f"{tweets}:5:", f"{csv_file}:4:"):
+        assert where in err, where
+    assert "sent 5 messages" in err and "skipped 4 bad lines" in err
+
+    records = await consume_all(namespace.cfg.kafka_bootstrap, namespace.tweets_topic, 4)
+    decoded = {r.key.decode(): decode(r.value, Tweet, max_bytes=10_000) for r in records}
+    assert set(decoded) == {"t1", "t2", "t3", "t4"}
+    t3 = decoded["t3"]
+    assert isinstance(t3, Tweet)
+    assert (
+        t3.text == "a, quoted text" and t3.rule_tags == ["a", "b"] and t3.author_username == "carol"
+    )
+    t4 = decoded["t4"]
+    assert isinstance(t4, Tweet) and t4.lang is None and t4.author_username is None
+
+    articles = await consume_all(namespace.cfg.kafka_bootstrap, namespace.news_topic, 1)
+    assert [r.key.decode() for r in articles] == [article_id("https://example.org/a")]
+    assert isinstance(decode(articles[0].value, NewsArticle, max_bytes=10_000), NewsArticle)
