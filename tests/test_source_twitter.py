@@ -135,3 +135,53 @@ def test_missing_token_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("TWITTER_BEARER_TOKEN", raising=False)
     with pytest.raises(SourceError, match="TWITTER_BEARER_TOKEN"):
         TwitterSource(TwitterSettings())
+
+
+async def test_end_to_end_source_topic_agent_elasticsearch(env: Namespace, worker_factory) -> None:
+    """Local X API -> tweepy source -> Kafka -> Faust agent -> documents in Elasticsearch."""
+    ns = env
+    worker = worker_factory().start()
+    n = 40
+    with TwitterServer(TOKEN) as server:
+        server.connections.append(
+            [
+                (
+                    "tweet",
+                    tweet_message(
+                        str(5000 + i),
+                        f"tweet number {i}, lovely",
+                        str(i),
+                        [(str(i), f"user{i}")],
+                        ["demo"],
+                    ),
+                )
+                for i in range(n)
+            ]
+        )
+        settings = load_settings()
+        out = KafkaOutput(settings)
+        await out.start()
+        source = TwitterSource(settings_for(server, [{"value": "lovely", "tag": "demo"}]))
+        task = asyncio.create_task(source.run(out))
+        try:
+            await asyncio.to_thread(wait_for, lambda: source.sent >= n, timeout=30, what="sent")
+            await out.flush()
+        finally:
+            source.stop()
+            await asyncio.wait_for(task, timeout=30)
+            await out.stop()
+
+    es = ns.es()
+    try:
+
+        def indexed() -> bool:
+            es.indices.refresh(index=ns.env["STREAMAPP_TWEETS_INDEX"])
+            return es.count(index=ns.env["STREAMAPP_TWEETS_INDEX"])["count"] == n
+
+        await asyncio.to_thread(wait_for, indexed, timeout=60, what=f"{n} documents")
+        doc = es.get(index=ns.env["STREAMAPP_TWEETS_INDEX"], id="5007")["_source"]
+    finally:
+        es.close()
+    assert doc["author_username"] == "user7" and doc["rule_tags"] == ["demo"]
+    assert doc["source"] == "twitter" and doc["sentiment_label"] in {"positive", "neutral"}
+    assert "hate" in doc and worker.alive()
