@@ -32,13 +32,13 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
 import tweepy
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamapp.models import Tweet
 from streamapp.settings import load_settings
+from streamapp.sources.http import RebasingSession
 from streamapp.sources.output import KafkaOutput, RecordOutput, SourceError, ThreadBridge
 from streamapp.topics import ensure_topics
 
@@ -62,19 +62,6 @@ class TwitterSettings(BaseSettings):
     base_url: str = TWITTER_API
     queue_size: int = Field(1000, ge=1)
     bearer_token: SecretStr | None = Field(None, validation_alias="TWITTER_BEARER_TOKEN")
-
-
-class RebasingSession(requests.Session):
-    """Sends requests meant for api.twitter.com to another base URL."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__()
-        self.base_url = base_url.rstrip("/")
-
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(url, str) and url.startswith(TWITTER_API) and self.base_url != TWITTER_API:
-            url = self.base_url + url[len(TWITTER_API) :]
-        return super().request(method, url, *args, **kwargs)
 
 
 def to_record(response: tweepy.StreamResponse) -> Tweet | None:
@@ -196,7 +183,7 @@ class TwitterSource:
     def _client(self) -> _Stream:
         token = self.settings.bearer_token.get_secret_value()  # type: ignore[union-attr]
         stream = _Stream(self, token, wait_on_rate_limit=True)
-        stream.session = RebasingSession(self.settings.base_url)
+        stream.session = RebasingSession(TWITTER_API, self.settings.base_url)
         return stream
 
     def sync_rules(self, client: tweepy.StreamingClient) -> tuple[int, int]:
