@@ -47,6 +47,9 @@ stop:
 status:
 	$(PYTHON) -m devstack status
 
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.pipeline $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
