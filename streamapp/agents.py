@@ -17,7 +17,9 @@ from faust import StreamT
 
 from streamapp.app import app, settings
 from streamapp.classifiers import Classifier, create_classifier
+from streamapp.classifiers.routing import Router
 from streamapp.deadletter import DeadLetterQueue
+from streamapp.language import LanguageDetector
 from streamapp.models import NewsArticle, Tweet
 from streamapp.offsets import OffsetSequencer
 from streamapp.pipeline import Pipeline
@@ -30,12 +32,14 @@ topics = declare_topics(app, settings)
 
 
 class Runtime:
-    """Shared by both agents: one Elasticsearch client, one classifier, one DLQ producer."""
+    """Shared by both agents: one Elasticsearch client, one instance of each classifier
+    backend in use, one DLQ producer."""
 
     def __init__(self) -> None:
         self.sink = ElasticsearchSink(settings)
         self.dead_letters = DeadLetterQueue(topics.dead_letter)
-        self.classifier: Classifier | None = None
+        self.classifiers: dict[str, Classifier] = {}
+        self.routers: dict[str, Router] = {}
         self.pipelines: dict[str, Pipeline] = {}
         self._lock = asyncio.Lock()
         self.ready = False
@@ -44,32 +48,44 @@ class Runtime:
         async with self._lock:
             if self.ready:
                 return
-            self.classifier = create_classifier(settings.classifier)
-            await self.classifier.start()
+            # The offline model is always loaded: it is the fallback of the remote backends.
+            for name in {"offline", settings.backend_for("tweets"), settings.backend_for("news")}:
+                clf = create_classifier(name)
+                await clf.start()
+                self.classifiers[name] = clf
+            detector = LanguageDetector() if settings.detect_language else None
             # Waits (with backoff) for Elasticsearch: meanwhile the agents do not consume.
             await self.sink.setup()
-            common = {
-                "settings": settings,
-                "sink": self.sink,
-                "classifier": self.classifier,
-                "dead_letters": self.dead_letters,
-            }
-            self.pipelines = {
-                "tweets": Pipeline(model=Tweet, index_alias=settings.tweets_index, **common),
-                "news": Pipeline(model=NewsArticle, index_alias=settings.news_index, **common),
-            }
+            for kind, model, alias in (
+                ("tweets", Tweet, settings.tweets_index),
+                ("news", NewsArticle, settings.news_index),
+            ):
+                router = Router(
+                    self.classifiers[settings.backend_for(kind)],
+                    self.classifiers["offline"],
+                    mode=settings.classifier_fallback,
+                    languages=settings.language_set,
+                )
+                self.routers[kind] = router
+                self.pipelines[kind] = Pipeline(
+                    model=model,
+                    index_alias=alias,
+                    settings=settings,
+                    sink=self.sink,
+                    router=router,
+                    dead_letters=self.dead_letters,
+                    detector=detector,
+                )
+                log.info("%s: classifier %s %s", kind, router.primary.name, router.primary.version)
             self.ready = True
-            log.info(
-                "streamapp ready: classifier %s %s", self.classifier.name, self.classifier.version
-            )
 
     async def pipeline(self, name: str) -> Pipeline:
         await self.start()
         return self.pipelines[name]
 
     async def close(self) -> None:
-        if self.classifier is not None:
-            await self.classifier.close()
+        for clf in self.classifiers.values():
+            await clf.close()
         await self.sink.close()
 
 

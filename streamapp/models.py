@@ -116,43 +116,80 @@ def _strip_truncation(content: str) -> str:
 class Analysis(faust.Record, serializer="json"):
     """What a classifier says about one text."""
 
-    sentiment_label: str  # negative | neutral | positive
-    sentiment_score: float  # -1 (negative) .. 1 (positive)
+    sentiment_label: str  # negative | neutral | positive | unclassified
+    sentiment_score: Optional[float]  # -1 (negative) .. 1 (positive); None if unclassified  # noqa: UP045
     hate: bool
-    hate_score: float  # probability-like, 0..1
+    hate_score: Optional[float]  # probability-like, 0..1; None if unclassified  # noqa: UP045
     hate_categories: List[str]  # noqa: UP006
     classifier: str
     classifier_version: str
+    # Who or what the hate is aimed at, when the backend says (Expert.ai extractions).
+    hate_targets: Optional[List[str]] = None  # noqa: UP006, UP045
+    # Set when the configured backend did not classify this text and the fallback did.
+    fallback_reason: Optional[str] = None  # noqa: UP045
+
+    def __post_init__(self) -> None:
+        if self.hate_targets is None:
+            self.hate_targets = []
 
 
 class ClassifiedTweet(Tweet, serializer="json", isodates=True):
     sentiment_label: str
-    sentiment_score: float
+    sentiment_score: Optional[float]  # noqa: UP045
     hate: bool
-    hate_score: float
+    hate_score: Optional[float]  # noqa: UP045
     hate_categories: List[str]  # noqa: UP006
     classifier: str
     classifier_version: str
     processed_at: datetime
+    hate_targets: Optional[List[str]] = None  # noqa: UP006, UP045
+    fallback_reason: Optional[str] = None  # noqa: UP045
+    lang_detected: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hate_targets is None:
+            self.hate_targets = []
 
 
 class ClassifiedArticle(NewsArticle, serializer="json", isodates=True):
     sentiment_label: str
-    sentiment_score: float
+    sentiment_score: Optional[float]  # noqa: UP045
     hate: bool
-    hate_score: float
+    hate_score: Optional[float]  # noqa: UP045
     hate_categories: List[str]  # noqa: UP006
     classifier: str
     classifier_version: str
     processed_at: datetime
+    hate_targets: Optional[List[str]] = None  # noqa: UP006, UP045
+    fallback_reason: Optional[str] = None  # noqa: UP045
+    lang_detected: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hate_targets is None:
+            self.hate_targets = []
 
 
 InputRecord = Tweet | NewsArticle
 ClassifiedRecord = ClassifiedTweet | ClassifiedArticle
 
 
-def classify_record(record: InputRecord, analysis: Analysis, now: datetime) -> ClassifiedRecord:
-    fields = {**record.asdict(), **analysis.asdict(), "processed_at": now}
+def classify_record(
+    record: InputRecord,
+    analysis: Analysis,
+    now: datetime,
+    *,
+    lang: str | None = None,
+    lang_detected: bool = False,
+) -> ClassifiedRecord:
+    fields = {
+        **record.asdict(),
+        **analysis.asdict(),
+        "processed_at": now,
+        "lang": lang if lang is not None else record.lang,
+        "lang_detected": lang_detected,
+    }
     if isinstance(record, Tweet):
         return ClassifiedTweet(**fields)
     return ClassifiedArticle(**fields)

@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from faust.types import EventT
 
 from streamapp import tables
-from streamapp.classifiers import Classifier
+from streamapp.classifiers.routing import Router
 from streamapp.deadletter import DeadLetterQueue, dead_letter_for
 from streamapp.decoding import DecodeFailure, decode
+from streamapp.language import LanguageDetector, normalise_code
 from streamapp.models import (
     DeadLetter,
     InputRecord,
@@ -73,14 +74,16 @@ class Pipeline:
         index_alias: str,
         settings: Settings,
         sink: ElasticsearchSink,
-        classifier: Classifier,
+        router: Router,
         dead_letters: DeadLetterQueue,
+        detector: LanguageDetector | None = None,
     ) -> None:
         self.model = model
         self.index_alias = index_alias
         self.settings = settings
         self.sink = sink
-        self.classifier = classifier
+        self.router = router
+        self.detector = detector
         self.dead_letters = dead_letters
         self.stats = Stats()
 
@@ -123,11 +126,13 @@ class Pipeline:
             records[result.message_id] = (result, event)
 
         items = list(records.values())
-        analyses = await self.classifier.classify([r.classification_text() for r, _ in items])
+        texts = [r.classification_text() for r, _ in items]
+        langs, detected = await self._languages([r for r, _ in items], texts)
+        analyses = await self.router.classify(texts, langs)
         now = datetime.now(UTC)
         docs = [
-            to_document(classify_record(r, a, now))
-            for (r, _), a in zip(items, analyses, strict=True)
+            to_document(classify_record(r, a, now, lang=lang, lang_detected=det))
+            for (r, _), a, lang, det in zip(items, analyses, langs, detected, strict=True)
         ]
         rejections = await self.sink.write(self.index_alias, [(d["id"], d) for d in docs])
 
@@ -162,6 +167,21 @@ class Pipeline:
         for letter in letters:
             self.stats.by_reason[letter.reason] += 1
         self.stats.last_batch_at = time.time()
+
+    async def _languages(
+        self, records: Sequence[InputRecord], texts: Sequence[str]
+    ) -> tuple[list[str | None], list[bool]]:
+        """The source's language when it gives one, else detected (off the event loop)."""
+        langs = [normalise_code(r.lang) for r in records]
+        missing = [i for i, lang in enumerate(langs) if lang is None]
+        detected = [False] * len(langs)
+        if missing and self.detector is not None:
+            found = await asyncio.to_thread(self.detector.detect_batch, [texts[i] for i in missing])
+            for i, lang in zip(missing, found, strict=True):
+                if lang is not None:
+                    langs[i] = lang
+                    detected[i] = True
+        return langs, detected
 
 
 def update_tables(indexed: Sequence[tuple[dict, EventT]]) -> None:

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "STREAMAPP_"
+Backend = Literal["offline", "expertai", "transformers"]
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$")
 
@@ -49,7 +50,18 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         256 * 1024, ge=1024, description="larger messages go to the dead-letter topic"
     )
-    classifier: Literal["offline"] = "offline"
+    classifier: Backend = Field("offline", description="backend for both topics")
+    tweets_classifier: Backend | None = Field(None, description="overrides CLASSIFIER for tweets")
+    news_classifier: Backend | None = Field(None, description="overrides CLASSIFIER for news")
+    classifier_fallback: Literal["offline", "wait"] = Field(
+        "offline",
+        description="when a remote backend fails past its retries: classify offline and mark "
+        "the document, or wait (retry the batch, consuming nothing meanwhile)",
+    )
+    languages: str = Field(
+        "", description="comma-separated ISO 639-1 codes to classify; empty = all"
+    )
+    detect_language: bool = Field(True, description="detect the language when a source omits it")
 
     # -- windowed tables -------------------------------------------------------
     window_size: float = Field(60.0, gt=0, description="tumbling window size, seconds")
@@ -88,6 +100,24 @@ class Settings(BaseSettings):
         if not _INDEX_NAME.match(value):
             raise ValueError("an index name is lowercase letters, digits, '.', '_' and '-'")
         return value
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, value: str) -> str:
+        codes = [c.strip().lower() for c in value.split(",") if c.strip()]
+        bad = [c for c in codes if not re.fullmatch(r"[a-z]{2,3}", c)]
+        if bad:
+            raise ValueError(f"expected ISO 639-1 codes like en,de; got {bad}")
+        return ",".join(codes)
+
+    @property
+    def language_set(self) -> frozenset[str] | None:
+        return frozenset(self.languages.split(",")) if self.languages else None
+
+    def backend_for(self, kind: str) -> str:
+        """The classifier backend of `tweets` or `news`."""
+        chosen = self.tweets_classifier if kind == "tweets" else self.news_classifier
+        return chosen or self.classifier
 
     @field_validator("kafka_broker")
     @classmethod

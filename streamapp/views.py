@@ -109,6 +109,12 @@ def stats() -> dict[str, Any]:
         "dead_letters": dict(runtime.dead_letters.counts),
         "elasticsearch": {"available": runtime.sink.available, "retries": runtime.sink.retries},
         "offsets": sequencer.as_dict(),
+        "classifiers": {kind: r.describe() for kind, r in runtime.routers.items()},
+        "backends": {
+            name: clf.stats
+            for name, clf in runtime.classifiers.items()
+            if isinstance(getattr(clf, "stats", None), dict)
+        },
     }
 
 

@@ -62,12 +62,15 @@ class LinearModel:
     weights: dict[str, list[float]]
     threshold: float = 0.5
     metrics: dict[str, float] | None = None
+    # Real-valued inputs computed outside the model (e.g. VADER scores), by name: their
+    # weights live in `weights` under these names like any other feature.
+    dense: list[str] | None = None
 
     @property
     def binary(self) -> bool:
         return len(self.intercepts) == 1
 
-    def decision(self, text: str) -> list[float]:
+    def decision(self, text: str, dense: Sequence[float] | None = None) -> list[float]:
         scores = list(self.intercepts)
         weights = self.weights
         for feat in set(features(text)):
@@ -75,13 +78,21 @@ class LinearModel:
             if w is not None:
                 for i, wi in enumerate(w):
                     scores[i] += wi
+        if self.dense:
+            if dense is None or len(dense) != len(self.dense):
+                raise ValueError(f"{self.name} needs dense inputs {self.dense}")
+            for name, value in zip(self.dense, dense, strict=True):
+                for i, wi in enumerate(weights.get(name, ())):
+                    scores[i] += wi * value
         return scores
 
-    def predict_proba(self, texts: Sequence[str]) -> list[list[float]]:
+    def predict_proba(
+        self, texts: Sequence[str], dense: Sequence[Sequence[float]] | None = None
+    ) -> list[list[float]]:
         """Per text: [p(positive class)] for binary models, a softmax otherwise."""
         out = []
-        for text in texts:
-            scores = self.decision(text)
+        for n, text in enumerate(texts):
+            scores = self.decision(text, dense[n] if dense is not None else None)
             if self.binary:
                 out.append([_sigmoid(scores[0])])
             else:
@@ -99,6 +110,7 @@ class LinearModel:
             "intercepts": self.intercepts,
             "threshold": self.threshold,
             "metrics": self.metrics or {},
+            "dense": self.dense or [],
             "weights": self.weights,
         }
 
@@ -120,6 +132,7 @@ class LinearModel:
             weights=data["weights"],
             threshold=data.get("threshold", 0.5),
             metrics=data.get("metrics") or None,
+            dense=data.get("dense") or None,
         )
 
     @classmethod

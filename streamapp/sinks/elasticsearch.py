@@ -86,6 +86,14 @@ class ElasticsearchSink:
                 f"alias {alias}", lambda alias=alias: self.client.indices.exists_alias(name=alias)
             )
             if exists:
+                # Fields added since the index was created are added in place (an additive
+                # change); a changed type fails here, loudly, rather than per document later.
+                await self._retrying(
+                    f"mapping {alias}",
+                    lambda alias=alias, props=props: self.client.indices.put_mapping(
+                        index=alias, properties=props
+                    ),
+                )
                 continue
             try:
                 await self._retrying(

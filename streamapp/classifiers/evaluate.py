@@ -1,0 +1,126 @@
+"""Score a classifier backend on the TweetEval validation splits, with the official metrics.
+
+    python -m streamapp.classifiers.evaluate [--data ../shared/data] [--backend offline]
+
+- hate (HatEval 2019): macro-F1 of the `hate` flag;
+- offensive (OffensEval 2019): macro-F1 of the `offensive` category (offline backend);
+- sentiment (SemEval 2017 task 4A): macro-averaged recall of the sentiment label.
+
+The offline models never see these splits in training (`train.py` tunes on held-out
+training data), so the figures are honest validation scores. They can still be far above
+what the same model scores on newer data of the same task (see the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamapp.classifiers.base import Classifier
+from streamapp.classifiers.datasets import default_data_dir, read_split
+from streamapp.classifiers.metrics import macro_f1, macro_recall, per_class
+from streamapp.models import Analysis
+
+SENTIMENT_IDS = {"negative": 0, "neutral": 1, "positive": 2}
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    metric: str
+    labels: tuple[int, ...]
+    predict: Callable[[Analysis], int]
+
+
+TASKS = (
+    Task("hate", "macro-F1", (0, 1), lambda a: int(a.hate)),
+    Task("offensive", "macro-F1", (0, 1), lambda a: int("offensive" in a.hate_categories)),
+    Task("sentiment", "macro-recall", (0, 1, 2), lambda a: SENTIMENT_IDS[a.sentiment_label]),
+)
+
+
+@dataclass
+class Result:
+    task: str
+    metric: str
+    score: float
+    per_class: dict[int, tuple[float, float, float]]
+    n: int
+    seconds: float
+
+
+async def classify_all(clf: Classifier, texts: Sequence[str], batch: int) -> list[Analysis]:
+    out: list[Analysis] = []
+    for i in range(0, len(texts), batch):
+        out.extend(await clf.classify(texts[i : i + batch], ["en"] * len(texts[i : i + batch])))
+    return out
+
+
+async def evaluate(
+    clf: Classifier, data: Path, tasks: Sequence[Task] = TASKS, batch: int = 500
+) -> list[Result]:
+    results = []
+    for task in tasks:
+        texts, gold = read_split(data, task.name, "val")
+        started = time.perf_counter()
+        analyses = await classify_all(clf, texts, batch)
+        seconds = time.perf_counter() - started
+        pred = [task.predict(a) for a in analyses]
+        score = (macro_recall if task.metric == "macro-recall" else macro_f1)(
+            gold, pred, task.labels
+        )
+        results.append(
+            Result(
+                task=task.name,
+                metric=task.metric,
+                score=score,
+                per_class={c: per_class(gold, pred, c) for c in task.labels},
+                n=len(texts),
+                seconds=seconds,
+            )
+        )
+    return results
+
+
+def report(results: Sequence[Result], clf: Classifier) -> str:
+    lines = [f"backend {clf.name} {clf.version} (TweetEval validation splits)"]
+    for r in results:
+        lines.append(
+            f"{r.task:<10} {r.metric:<13} {r.score * 100:5.1f}   n={r.n}  "
+            f"{r.n / r.seconds:,.0f} msg/s"
+        )
+        for label, (p, rec, f1) in r.per_class.items():
+            lines.append(f"    class {label}: precision {p:.3f} recall {rec:.3f} F1 {f1:.3f}")
+    return "\n".join(lines)
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from streamapp.classifiers import create_classifier
+
+    clf = create_classifier(args.backend)
+    await clf.start()
+    try:
+        tasks = [t for t in TASKS if not args.task or t.name in args.task]
+        print(report(await evaluate(clf, args.data, tasks, args.batch_size), clf))
+    finally:
+        await clf.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=default_data_dir())
+    parser.add_argument("--backend", default="offline")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--task", choices=[t.name for t in TASKS], action="append")
+    args = parser.parse_args(argv)
+    if not (args.data / "tweeteval").is_dir():
+        raise SystemExit(f"no tweeteval/ under {args.data}: pass --data or set the env var")
+    asyncio.run(_main(args))
+
+
+if __name__ == "__main__":
+    main()
