@@ -50,10 +50,13 @@ class Runtime:
                 return
             # The offline model is always loaded: it is the fallback of the remote backends.
             for name in {"offline", settings.backend_for("tweets"), settings.backend_for("news")}:
-                clf = create_classifier(name)
+                # Loading reads model files: keep it off the loop (heartbeats, web views).
+                clf = await asyncio.to_thread(create_classifier, name)
                 await clf.start()
                 self.classifiers[name] = clf
-            detector = LanguageDetector() if settings.detect_language else None
+            detector = (
+                await asyncio.to_thread(LanguageDetector) if settings.detect_language else None
+            )
             # Waits (with backoff) for Elasticsearch: meanwhile the agents do not consume.
             await self.sink.setup()
             for kind, model, alias in (

@@ -126,3 +126,33 @@ async def test_wait_mode_holds_the_batch_until_the_backend_recovers(
         docs = documents(ns)
         assert {d["classifier"] for d in docs.values()} == {"expertai"}
         assert all(d["fallback_reason"] is None for d in docs.values())
+
+
+async def test_transformers_backend_with_tiny_local_models(
+    namespace: Namespace, worker_factory, tmp_path
+) -> None:
+    pytest.importorskip("torch", reason="needs the transformers extra (make test installs it)")
+    from tiny_models import build_tiny_models
+
+    ns = namespace
+    models = build_tiny_models(tmp_path / "models")
+    worker = worker_factory(
+        STREAMAPP_TWEETS_CLASSIFIER="transformers",
+        STREAMAPP_TRANSFORMERS_SENTIMENT_MODEL=str(models["sentiment"].folder),
+        STREAMAPP_TRANSFORMERS_HATE_MODEL=str(models["hate"].folder),
+        HF_HUB_OFFLINE="1",
+    ).start()
+    messages = [tweet(i, t, "en") for i, t in enumerate(["i love this day", "kill them all"])]
+    await produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, messages)
+    await until(lambda: es_count(ns) == len(messages), 90, "2 documents")
+    docs = documents(ns)
+    for i, (_, raw) in enumerate(messages):
+        doc, text = docs[f"x{i}"], json.loads(raw)["text"]
+        assert doc["classifier"] == "transformers" and doc["fallback_reason"] is None
+        assert doc["classifier_version"].startswith("sentiment=sentiment@")
+        # The worker's scores are the tiny models' own softmax outputs.
+        neg, _, pos = models["sentiment"].probs(text)
+        assert doc["sentiment_score"] == pytest.approx(pos - neg, abs=1e-3)
+        assert doc["hate_score"] == pytest.approx(models["hate"].probs(text)[1], abs=1e-3)
+    # News stayed on the default backend.
+    assert worker.get("/stats/")[1]["classifiers"]["news"]["backend"] == "offline"
