@@ -4,7 +4,7 @@
 tables and views here registers them on it.
 """
 
-from streamapp import agents, tables, views  # noqa: F401 - registration side effects
+from streamapp import agents, dashboard, tables, views  # noqa: F401 - registration side effects
 from streamapp.app import app
 
 __version__ = "0.1.0"

@@ -1,0 +1,229 @@
+"""The dashboard in a real headless Chromium, against a worker on the real Kafka and
+Elasticsearch: its figures are the web views' figures, and it follows new data without a
+reload.
+
+Chromium is Debian's (`make system-deps` installs it); Playwright only drives it and never
+downloads a browser of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+from helpers import ARTIFACTS, Namespace, Worker, make_tweets, produce, total, view_totals
+from playwright.async_api import Page, async_playwright
+
+pytestmark = pytest.mark.integration
+
+SCREENSHOT = ARTIFACTS / "dashboard.png"
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail(
+            "Debian's `chromium` is not on PATH: run `make system-deps` (it installs it). "
+            "Playwright must not download a browser of its own.",
+            pytrace=False,
+        )
+    return path
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, within: float, what: str, interval: float = 0.5
+) -> Any:
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {within:.0f}s waiting for {what} (last: {last!r})")
+
+
+async def page_totals(page: Page, view: str) -> dict[str, dict[str, int]]:
+    """{source: {label: n}} as the page's totals table shows it (zeros left out, as the
+    views leave them out)."""
+    cells = await page.locator(f'#totals-table td[data-view="{view}"]').evaluate_all(
+        "cells => cells.map(c => [c.dataset.source, c.dataset.label, c.dataset.value])"
+    )
+    out: dict[str, dict[str, int]] = {}
+    for source, label, value in cells:
+        if source != "*" and int(value):
+            out.setdefault(source, {})[label] = int(value)
+    return out
+
+
+async def totals_match(page: Page, worker: Worker, expected_messages: int) -> tuple | None:
+    """Page and views agree, and the views have counted every message produced."""
+    views = {v: await asyncio.to_thread(view_totals, worker, v) for v in ("sentiment", "hate")}
+    shown = {v: await page_totals(page, v) for v in ("sentiment", "hate")}
+    messages = await page.get_attribute("#kpi-messages", "data-value")
+    if (
+        total(views["hate"], "messages") == expected_messages
+        and shown == views
+        and int(messages or 0) == expected_messages
+    ):
+        return views, shown
+    return None
+
+
+def fetch(worker: Worker, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(worker.web + path, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc
+
+
+def check_static_files(worker: Worker) -> None:
+    """Content types, caching and path traversal on the real server (aiohttp decodes and
+    normalises paths before the view sees them, so this is where it matters)."""
+    status, resp = fetch(worker, "/dashboard/")
+    assert status == 200
+    assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert resp.headers["Cache-Control"] == "no-cache"
+    assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+    etag = resp.headers["ETag"]
+    assert fetch(worker, "/dashboard/", {"If-None-Match": etag})[0] == 304
+
+    status, resp = fetch(worker, "/dashboard/static/dashboard.js")
+    assert status == 200
+    assert resp.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Cache-Control"] == "no-cache"
+    version = resp.headers["ETag"].strip('"')
+    status, resp = fetch(worker, f"/dashboard/static/dashboard.js?v={version}")
+    assert "immutable" in resp.headers["Cache-Control"]
+    assert fetch(worker, "/dashboard/static/dashboard.css")[1].headers["Content-Type"] == (
+        "text/css; charset=utf-8"
+    )
+    for path in (
+        "/dashboard/static/%2e%2e/dashboard.py",
+        "/dashboard/static/..%2f__init__.py",
+        "/dashboard/static/%2e%2e%2f%2e%2e%2fpyproject.toml",
+        "/dashboard/static/%2fetc%2fpasswd",
+        "/dashboard/static/.hidden.js",
+        "/dashboard/static/missing.js",
+    ):
+        assert fetch(worker, path)[0] == 404, path
+
+    for bad in ("hate=maybe", "limit=0", "limit=101", "limit=x", "source=a%20b", "sort=asc"):
+        status, resp = fetch(worker, f"/recent/?{bad}")
+        assert status == 400, bad
+
+
+async def test_dashboard_shows_live_totals(namespace: Namespace, worker_factory) -> None:
+    ns = namespace
+    executable = chromium_path()
+    worker = worker_factory().start()
+    await asyncio.to_thread(check_static_files, worker)
+
+    first = make_tweets(200, seed=11)
+    await produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, first)
+
+    errors: list[str] = []
+    navigations: list[str] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=executable)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(30_000)
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on(
+                "framenavigated",
+                lambda f: navigations.append(f.url) if f == page.main_frame else None,
+            )
+            started = time.monotonic()
+            await page.goto(worker.web + "/")
+            assert page.url == worker.web + "/dashboard/"
+
+            _, shown = await eventually(
+                lambda: totals_match(page, worker, len(first)),
+                within=90,
+                what=f"the page to show the views' totals of {len(first)} messages",
+            )
+            took = time.monotonic() - started
+            print(f"\nFIGURE the dashboard showed {len(first)} messages {took:.1f}s after opening")
+            assert total(shown["sentiment"]) == len(first)
+
+            # Recent hateful messages: whatever /recent/ answers, the page lists; and it
+            # answers with what Elasticsearch holds as hateful, newest first.
+            status, recent = await asyncio.to_thread(worker.get, "/recent/?hate=true&limit=20")
+            assert status == 200, recent
+            assert recent["items"], "the sample tweets include hateful ones; none were listed"
+            assert all(item["hate"] for item in recent["items"])
+            times = [datetime.fromisoformat(item["time"]) for item in recent["items"]]
+            assert times == sorted(times, reverse=True)
+            es = ns.es()
+            try:
+                es.indices.refresh(index=ns.indices)
+                hateful = es.count(index=ns.indices, query={"term": {"hate": True}})["count"]
+            finally:
+                es.close()
+            assert len(recent["items"]) == min(20, hateful)
+            expected_ids = [item["id"] for item in recent["items"]]
+
+            async def listed() -> list[str] | None:
+                rows = page.locator("#recent-hateful tbody tr")
+                ids = [await r.get_attribute("data-id") for r in await rows.all()]
+                return ids if ids == expected_ids else None
+
+            await eventually(listed, within=20, what="the recent hateful messages listed")
+            assert await page.is_hidden("#recent-empty")
+            # Hateful text is blurred until the viewer asks to see it; the choice is kept.
+            table_class = "#recent-hateful"
+            assert "masked" in (await page.get_attribute(table_class, "class") or "")
+            await page.check("#reveal-text")
+            assert "masked" not in (await page.get_attribute(table_class, "class") or "")
+            await page.uncheck("#reveal-text")
+            assert "masked" in (await page.get_attribute(table_class, "class") or "")
+
+            health_status = (await asyncio.to_thread(worker.get, "/health/"))[1]["status"]
+            assert await page.get_attribute("#health-status", "data-status") == health_status
+            dead = sum((await asyncio.to_thread(worker.get, "/stats/"))[1]["dead_letters"].values())
+            assert int(await page.get_attribute("#kpi-dead-letters", "data-value") or -1) == dead
+            assert await page.is_hidden("#error-banner")
+            updated = await page.get_attribute("#last-updated", "data-epoch")
+
+            # More messages: the open page catches up by itself.
+            second = make_tweets(150, seed=12)
+            await produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, second)
+            n = len(first) + len(second)
+            _, shown = await eventually(
+                lambda: totals_match(page, worker, n),
+                within=90,
+                what=f"the page to update to the views' totals of {n} messages",
+            )
+            assert navigations == [worker.web + "/dashboard/"], "the page was reloaded"
+            assert await page.get_attribute("#last-updated", "data-epoch") != updated
+            # Let the charts settle after the last poll before the picture is taken.
+            await asyncio.sleep(2.5)
+            await page.screenshot(path=str(SCREENSHOT), full_page=True)
+            assert not errors, f"errors in the browser console: {errors}"
+
+            # The worker goes away: the page says so, and stops claiming fresh figures.
+            worker.stop()
+            await page.wait_for_selector("#error-banner:not([hidden])", timeout=15_000)
+            banner = await page.text_content("#error-banner") or ""
+            assert "Cannot reach the worker" in banner
+            assert await page.get_attribute("#health-status", "data-status") == "unreachable"
+            updated = await page.get_attribute("#last-updated", "data-epoch")
+            await asyncio.sleep(2.5)  # one more poll
+            assert await page.get_attribute("#last-updated", "data-epoch") == updated
+            assert await page.is_visible("#error-banner")
+            await page.screenshot(path=str(ARTIFACTS / "dashboard-unreachable.png"))
+        finally:
+            await browser.close()
+    print(f"FIGURE screenshot saved to {SCREENSHOT}")
