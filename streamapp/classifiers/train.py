@@ -103,8 +103,10 @@ def fit_binary(
         threshold=threshold,
         metrics={"heldout_macro_f1": round(f1, 4), "C": c},
     )
-    print(f"{name}: C={c} threshold={threshold} held-out macro-F1={f1:.4f} "
-          f"features={len(model.weights)}")
+    print(
+        f"{name}: C={c} threshold={threshold} held-out macro-F1={f1:.4f} "
+        f"features={len(model.weights)}"
+    )
     return model
 
 
@@ -171,8 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     if "sentiment" in only:
         val_texts = read_split(args.data, "sentiment", "val")[0]
         semeval, dropped = without_overlap(read_semeval_sentiment(args.data), val_texts)
-        print(f"sentiment: {len(semeval[0])} training tweets "
-              f"({dropped} copies of validation tweets dropped)")
+        print(
+            f"sentiment: {len(semeval[0])} training tweets "
+            f"({dropped} copies of validation tweets dropped)"
+        )
         train, tune = split_off(semeval)
         fit_sentiment(train, tune).save(args.out / SENTIMENT_FILE)
 
