@@ -86,6 +86,7 @@ def main() -> int:
         print(
             f"""
 streamapp is running ({indexed} sample messages indexed so far).
+  live dashboard  {base}/dashboard/
   health          {base}/health/
   sentiment       {base}/sentiment/?window=tumbling   (or ?window=hopping&source=replay)
   hate speech     {base}/hate/

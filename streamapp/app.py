@@ -11,6 +11,8 @@ from streamapp.settings import Settings, get_settings
 from streamapp.topics import ensure_topics
 
 settings: Settings = get_settings()
+# RocksDB creates the table stores but not missing parents of the data directory.
+settings.data_dir.mkdir(parents=True, exist_ok=True)
 
 
 class StreamApp(faust.App):

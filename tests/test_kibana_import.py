@@ -174,3 +174,17 @@ def test_half_configured_credentials_name_the_variables(monkeypatch: pytest.Monk
     with pytest.raises(SystemExit) as exc:
         main(["import"])
     assert "STREAMAPP_KIBANA_USERNAME and STREAMAPP_KIBANA_PASSWORD" in str(exc.value)
+
+
+def test_blank_credentials_from_an_env_file_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamapp.kibana import KibanaSettings
+
+    for name in ("USERNAME", "PASSWORD", "API_KEY", "SPACE"):
+        monkeypatch.setenv(f"STREAMAPP_KIBANA_{name}", "")
+    settings = KibanaSettings()
+    assert (settings.username, settings.password, settings.api_key, settings.space) == (
+        None,
+        None,
+        None,
+        None,
+    )

@@ -54,6 +54,12 @@ class KibanaSettings(BaseSettings):
     wait_timeout: float = Field(180.0, gt=0, description="seconds to wait for Kibana to be ready")
     request_timeout: float = Field(30.0, gt=0, description="seconds per HTTP request")
 
+    @field_validator("username", "password", "api_key", "space", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `.env` files carry `NAME=` lines for unused credentials: empty means "not set".
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
