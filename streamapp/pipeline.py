@@ -46,6 +46,7 @@ class Stats:
     received: int = 0
     indexed: int = 0
     dead_lettered: int = 0
+    repeats: int = 0  # ids indexed before from another Kafka record: not counted again
     retries: int = 0
     last_batch_at: float | None = None
     last_error: str | None = None
@@ -57,6 +58,7 @@ class Stats:
             "received": self.received,
             "indexed": self.indexed,
             "dead_lettered": self.dead_lettered,
+            "repeats": self.repeats,
             "dead_letter_reasons": dict(self.by_reason),
             "retries": self.retries,
             "last_batch_at": self.last_batch_at,
@@ -134,6 +136,10 @@ class Pipeline:
             to_document(classify_record(r, a, now, lang=lang, lang_detected=det))
             for (r, _), a, lang, det in zip(items, analyses, langs, detected, strict=True)
         ]
+        for doc, (_, event) in zip(docs, items, strict=True):
+            doc.update(position(event))
+        # Read before writing: the write below replaces what says whether this id was seen.
+        seen = await self.sink.positions(self.index_alias, [d["id"] for d in docs])
         rejections = await self.sink.write(self.index_alias, [(d["id"], d) for d in docs])
 
         rejected_ids = {rej.doc_id: rej for rej in rejections}
@@ -155,7 +161,12 @@ class Pipeline:
             for doc, (record, event) in zip(docs, items, strict=True)
             if record.message_id not in rejected_ids
         ]
-        update_tables(indexed)
+        # The same message sent twice (a producer retry, a source re-reading after a
+        # restart) is overwritten in Elasticsearch, and must not be counted twice either. A
+        # redelivery of the same Kafka record is counted (the tables' offset watermarks make
+        # that a no-op when it was counted before the crash).
+        counted = [(d, e) for d, e in indexed if not is_repeat(seen.get(d["id"]), d)]
+        update_tables(counted)
         # Before the caller acks: the offsets committed later must never be ahead of the
         # table state the broker holds (see streamapp.tables).
         await tables.confirm_changelogs()
@@ -163,6 +174,7 @@ class Pipeline:
         self.stats.batches += 1
         self.stats.received += len(events)
         self.stats.indexed += len(indexed)
+        self.stats.repeats += len(indexed) - len(counted)
         self.stats.dead_lettered += len(letters)
         for letter in letters:
             self.stats.by_reason[letter.reason] += 1
@@ -182,6 +194,19 @@ class Pipeline:
                     langs[i] = lang
                     detected[i] = True
         return langs, detected
+
+
+def position(event: EventT) -> dict[str, object]:
+    msg = event.message
+    return {"kafka_topic": msg.topic, "kafka_partition": msg.partition, "kafka_offset": msg.offset}
+
+
+def is_repeat(previous: tuple[object, ...] | None, doc: dict) -> bool:
+    """True when the id was indexed before from a different Kafka record."""
+    if previous is None or previous[0] is None:
+        # New, or indexed before positions were recorded: counted as before.
+        return False
+    return previous != (doc["kafka_topic"], doc["kafka_partition"], doc["kafka_offset"])
 
 
 def update_tables(indexed: Sequence[tuple[dict, EventT]]) -> None:

@@ -241,3 +241,32 @@ async def test_elasticsearch_outage_backpressure_then_recovery(
     await asyncio.to_thread(wait_for, lambda: es_count(ns) == n, timeout=180, what=f"{n} documents")
     await asyncio.to_thread(worker.wait_healthy)
     await asyncio.to_thread(assert_tables_match_documents, worker, ns, n)
+
+
+async def test_a_message_sent_twice_is_indexed_and_counted_once(
+    namespace: Namespace, worker_factory
+) -> None:
+    ns = namespace
+    worker = worker_factory().start()
+    first = make_tweets(50, seed=21)
+    await produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, first)
+    wait_for(lambda: es_count(ns) == 50, timeout=60, what="50 documents")
+    # A producer retry or a source re-reading after a restart: the same ids again, as new
+    # Kafka records, plus 10 new messages.
+    second = first[:20] + make_tweets(10, seed=22)
+    await produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, second)
+    wait_for(
+        lambda: worker.get("/stats/")[1]["pipelines"]["tweets"]["received"] == 80,
+        timeout=60,
+        what="all 80 records processed",
+    )
+    assert es_count(ns) == 60
+    assert_tables_match_documents(worker, ns, 60)
+    assert worker.get("/stats/")[1]["pipelines"]["tweets"]["repeats"] == 20
+    es = ns.es()
+    try:
+        doc = es.get(index=ns.env["STREAMAPP_TWEETS_INDEX"], id=first[0][0])["_source"]
+    finally:
+        es.close()
+    # The document now points at the later record (the newest write wins).
+    assert doc["kafka_topic"] == ns.tweets_topic and doc["kafka_offset"] is not None

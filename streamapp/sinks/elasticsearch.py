@@ -24,6 +24,7 @@ from elasticsearch import exceptions as es_exc
 from streamapp.settings import Settings
 from streamapp.sinks.mappings import (
     NEWS_PROPERTIES,
+    POSITION_FIELDS,
     TWEET_PROPERTIES,
     concrete_index,
     index_template,
@@ -107,6 +108,27 @@ class ElasticsearchSink:
             except es_exc.BadRequestError as exc:
                 if exc.error != "resource_already_exists_exception":
                     raise
+
+    # -- reads -------------------------------------------------------------------------
+    async def positions(
+        self, alias: str, ids: Sequence[str]
+    ) -> dict[str, tuple[str | None, int | None, int | None]]:
+        """Kafka topic, partition and offset each existing document was indexed from
+        (None values for documents indexed before positions were recorded)."""
+        if not ids:
+            return {}
+        resp = await self._retrying(
+            f"mget {alias}",
+            lambda: self.client.mget(
+                index=alias, ids=list(ids), source_includes=list(POSITION_FIELDS)
+            ),
+        )
+        found = {}
+        for doc in resp["docs"]:
+            if doc.get("found"):
+                src = doc.get("_source") or {}
+                found[doc["_id"]] = tuple(src.get(f) for f in POSITION_FIELDS)
+        return found  # type: ignore[return-value]
 
     # -- writes ----------------------------------------------------------------------
     async def write(

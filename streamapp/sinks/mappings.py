@@ -28,7 +28,14 @@ _ANALYSIS_FIELDS: dict[str, Any] = {
     "classifier": {"type": "keyword"},
     "classifier_version": {"type": "keyword"},
     "processed_at": {"type": "date"},
+    # Where the message was read from: tells a redelivery (same position) from a duplicate
+    # message (same id, another position), and traces a document back to Kafka.
+    "kafka_topic": {"type": "keyword"},
+    "kafka_partition": {"type": "integer"},
+    "kafka_offset": {"type": "long"},
 }
+
+POSITION_FIELDS = ("kafka_topic", "kafka_partition", "kafka_offset")
 
 TWEET_PROPERTIES: dict[str, Any] = {
     **_ANALYSIS_FIELDS,
