@@ -346,3 +346,32 @@ async def test_cli_stops_on_sigterm_after_saving_the_cursor(
     assert proc.returncode == 0, stderr.decode()
     assert saved_cursor(state_dir) == t(4)
     assert b"jetstream source stopped at cursor" in stderr
+
+
+async def test_end_to_end_rewound_duplicates_are_indexed_and_counted_once(
+    kafka_out: KafkaOutput, namespace: Namespace, tmp_path: Path, worker_factory
+) -> None:
+    """Local Jetstream -> source (two dropped connections, so rewound posts come again) ->
+    Kafka -> Faust agent -> Elasticsearch and the tables: each post once in both."""
+    from helpers import es_count, total, view_totals, wait_for
+
+    worker = await asyncio.to_thread(worker_factory().start)
+    events: list[dict[str, Any] | Raw] = [
+        post_event(t(i), ALICE if i % 2 else BOB, f"3le{i:03d}", f"lovely day {i}", langs=["en"])
+        for i in range(12)
+    ]
+    async with JetstreamServer(events, drops=[5, 4]) as server:
+        source = JetstreamSource(js_settings(server, tmp_path / "state", rewind_seconds=2.0))
+        # t0..t4; rewound to t2: t3..t6; rewound to t4: t5..t11.
+        await run_source(source, kafka_out, max_events=5 + 4 + 7)
+        await kafka_out.flush()
+    assert source.sent > 12  # the rewind re-sent some posts
+
+    def settled() -> bool:
+        return es_count(namespace) == 12 and total(view_totals(worker, "sentiment")) == 12
+
+    await asyncio.to_thread(wait_for, settled, timeout=60, what="12 documents, 12 counted")
+    stats = worker.get("/stats/")[1]["pipelines"]["tweets"]
+    assert stats["received"] == source.sent
+    # Repeats in one batch collapse before indexing; across batches they are `repeats`.
+    assert total(view_totals(worker, "hate"), "messages") == 12
