@@ -101,6 +101,12 @@ class Settings(BaseSettings):
             raise ValueError("an index name is lowercase letters, digits, '.', '_' and '-'")
         return value
 
+    @field_validator("tweets_classifier", "news_classifier", mode="before")
+    @classmethod
+    def _blank_backend(cls, value: object) -> object:
+        # `NAME=` in an .env file means "not overridden".
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("languages")
     @classmethod
     def _languages(cls, value: str) -> str:

@@ -39,3 +39,20 @@ def test_secrets_are_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     message = str(err.value.code)
     assert "hunter2-secret" not in message
     assert "STREAMAPP_BATCH_SIZE" in message
+
+
+def test_backend_per_topic_and_languages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMAPP_CLASSIFIER", "expertai")
+    monkeypatch.setenv("STREAMAPP_TWEETS_CLASSIFIER", "")  # blank in an .env: not overridden
+    monkeypatch.setenv("STREAMAPP_NEWS_CLASSIFIER", "offline")
+    monkeypatch.setenv("STREAMAPP_LANGUAGES", " EN, de ")
+    s = load_settings()
+    assert (s.backend_for("tweets"), s.backend_for("news")) == ("expertai", "offline")
+    assert s.language_set == frozenset({"en", "de"})
+    monkeypatch.setenv("STREAMAPP_LANGUAGES", "english")
+    with pytest.raises(SettingsError, match="STREAMAPP_LANGUAGES"):
+        load_settings()
+    monkeypatch.setenv("STREAMAPP_LANGUAGES", "")
+    monkeypatch.setenv("STREAMAPP_NEWS_CLASSIFIER", "gpt")
+    with pytest.raises(SettingsError, match="STREAMAPP_NEWS_CLASSIFIER"):
+        load_settings()
