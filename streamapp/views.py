@@ -77,10 +77,20 @@ def window_report(
     return report
 
 
+def stopping_body() -> dict[str, Any] | None:
+    """While the worker shuts down its tables close before its web server: answer 503
+    rather than the empty counts they would read as."""
+    if app.should_stop:
+        return {"status": "stopping", "error": "the worker is shutting down"}
+    return None
+
+
 class _WindowView(View):
     counters: dict[str, WindowedCounter] = {}
 
     async def get(self, request: Request) -> Response:
+        if (body := stopping_body()) is not None:
+            return self.json(body, status=503)
         try:
             body = window_report(self.counters, dict(request.query), time.time())
         except BadRequest as exc:
@@ -129,6 +139,8 @@ class HealthView(View):
     """200 when the pipeline is ready and Elasticsearch answers, else 503 with why."""
 
     async def get(self, request: Request) -> Response:
+        if (body := stopping_body()) is not None:
+            return self.json(body, status=503)
         es_ok = await runtime.sink.healthy()
         failing = [n for n, p in runtime.pipelines.items() if p.stats.last_error]
         if not runtime.ready:

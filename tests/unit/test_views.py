@@ -1,0 +1,35 @@
+"""Web view behaviour that needs no running worker."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from streamapp.app import app
+from streamapp.views import HateView, HealthView, SentimentView
+
+
+class FakeRequest:
+    query: dict[str, str] = {}
+
+
+async def call(view_cls: type, app_stopping: bool) -> tuple[int, Any]:
+    view = view_cls(app, app.web)
+    if app_stopping:
+        app._stopped.set()
+    try:
+        response = await view.get(FakeRequest())
+    finally:
+        app._stopped.clear()
+    return response.status, json.loads(response.body)
+
+
+async def test_views_answer_503_while_the_worker_stops() -> None:
+    for view_cls in (SentimentView, HateView, HealthView):
+        status, body = await call(view_cls, app_stopping=True)
+        assert (status, body["status"]) == (503, "stopping"), view_cls
+
+
+async def test_window_views_answer_when_running() -> None:
+    status, body = await call(SentimentView, app_stopping=False)
+    assert status == 200 and body["window"]["kind"] == "tumbling" and body["totals"] == {}
