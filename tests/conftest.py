@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import ARTIFACTS, Namespace, Worker, free_port, unique
+from helpers import ARTIFACTS, Namespace, Worker, delete_test_data, free_port, unique
 
 from devstack.config import DevstackConfig
 from devstack.elasticsearch import ElasticsearchService
@@ -41,10 +41,14 @@ def devstack() -> Iterator[DevstackConfig]:
 
 
 @pytest.fixture
-def namespace(devstack: DevstackConfig, tmp_path: Path) -> Namespace:
-    """Topics, indices, consumer group and port of one test, so tests never share state."""
+def namespace(
+    devstack: DevstackConfig, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Namespace]:
+    """Topics, indices, consumer group and port of one test, so tests never share state.
+    Deleted afterwards unless the test failed (they help explain why) or
+    STREAMAPP_TEST_KEEP_DATA=1."""
     tag = unique()
-    return Namespace(
+    ns = Namespace(
         tag=tag,
         cfg=devstack,
         env={
@@ -67,6 +71,10 @@ def namespace(devstack: DevstackConfig, tmp_path: Path) -> Namespace:
         },
         workdir=tmp_path,
     )
+    yield ns
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.passed and os.environ.get("STREAMAPP_TEST_KEEP_DATA") != "1":
+        delete_test_data(devstack, tag)
 
 
 @pytest.fixture
