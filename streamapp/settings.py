@@ -6,6 +6,7 @@ Defaults work against the local stack started by `python -m devstack start`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -166,20 +167,41 @@ class Settings(BaseSettings):
         return ",".join(p.strip().removeprefix("kafka://") for p in self.kafka_broker.split(","))
 
 
-def format_errors(exc: ValidationError) -> str:
+_SECRET_WORDS = ("password", "api_key", "token", "secret")
+
+
+def format_errors(
+    exc: ValidationError,
+    *,
+    prefix: str = ENV_PREFIX,
+    what: str = "streamapp",
+    names: Mapping[str, str] | None = None,
+) -> str:
+    """A settings error as the environment variables to fix, one line each.
+
+    A field is named `prefix + FIELD`, or by `names[field]`, or by itself when pydantic
+    reports it under its upper-case alias (a variable outside the prefix, e.g. NEWSAPI_KEY).
+    Secret values are never echoed back into logs.
+    """
     lines = []
     for err in exc.errors():
         loc = [str(part) for part in err.get("loc", ())]
+        message = err["msg"].removeprefix("Value error, ")
         if not loc:
             # Cross-field checks name their variables in the message itself.
-            lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
+            lines.append(f"  {message}")
             continue
-        name = f"{ENV_PREFIX}{loc[0].upper()}"
-        # Never echo a secret back into logs.
-        secret = any(word in loc[0] for word in ("password", "api_key", "token", "secret"))
+        field = loc[0]
+        if names and field in names:
+            name = names[field]
+        elif field.isupper():
+            name = field
+        else:
+            name = f"{prefix}{field.upper()}"
+        secret = any(word in name.lower() for word in _SECRET_WORDS)
         shown = "" if secret else f" (got {err.get('input')!r})"
-        lines.append(f"  {name}: {err['msg']}{shown}")
-    return "invalid streamapp settings:\n" + "\n".join(lines)
+        lines.append(f"  {name}: {message}{shown}")
+    return f"invalid {what} settings:\n" + "\n".join(lines)
 
 
 def load_settings(**overrides: object) -> Settings:

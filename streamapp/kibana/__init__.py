@@ -22,6 +22,7 @@ from streamapp.kibana.objects import (
     rewrite_index_names,
     to_ndjson,
 )
+from streamapp.settings import format_errors
 
 KIBANA_ENV_PREFIX = "STREAMAPP_KIBANA_"
 
@@ -99,14 +100,5 @@ def load_kibana_settings(**overrides: object) -> KibanaSettings:
     try:
         return KibanaSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = [str(p) for p in err.get("loc", ())]
-            msg = err["msg"].removeprefix("Value error, ")
-            if not loc:
-                lines.append(f"  {msg}")
-                continue
-            # Never echo a secret back.
-            shown = "" if loc[0] in ("password", "api_key") else f" (got {err.get('input')!r})"
-            lines.append(f"  {KIBANA_ENV_PREFIX}{loc[0].upper()}: {msg}{shown}")
-        raise KibanaSettingsError("invalid Kibana settings:\n" + "\n".join(lines)) from None
+        message = format_errors(exc, prefix=KIBANA_ENV_PREFIX, what="Kibana")
+        raise KibanaSettingsError(message) from None

@@ -44,7 +44,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from streamapp.models import Tweet
-from streamapp.settings import SettingsError, load_settings
+from streamapp.settings import SettingsError, format_errors, load_settings
 from streamapp.sources.output import KafkaOutput, RecordOutput, SourceError
 from streamapp.topics import ensure_topics
 
@@ -413,18 +413,6 @@ class JetstreamSource:
         }
 
 
-def format_errors(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = [str(part) for part in err.get("loc", ())]
-        message = err["msg"].removeprefix("Value error, ")
-        if not loc:
-            lines.append(f"  {message}")  # cross-field checks name their variables
-            continue
-        lines.append(f"  {_PREFIX}{loc[0].upper()}: {message} (got {err.get('input')!r})")
-    return "invalid Jetstream settings:\n" + "\n".join(lines)
-
-
 async def _main(source: JetstreamSource) -> None:
     settings = load_settings()
     await ensure_topics(settings)
@@ -448,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(_main(JetstreamSource(JetstreamSettings())))
     except ValidationError as exc:
-        print(format_errors(exc), file=sys.stderr)
+        print(format_errors(exc, prefix=_PREFIX, what="Jetstream"), file=sys.stderr)
         return 2
     except SettingsError as exc:
         print(exc.code, file=sys.stderr)

@@ -51,7 +51,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamapp.decoding import SchemaError, check_fields
 from streamapp.models import NewsArticle, newsapi_fields
-from streamapp.settings import SettingsError, load_settings
+from streamapp.settings import SettingsError, format_errors, load_settings
 from streamapp.sources.http import RebasingSession
 from streamapp.sources.output import KafkaOutput, RecordOutput, SourceError
 from streamapp.topics import ensure_topics
@@ -539,21 +539,6 @@ class NewsApiSource:
         }
 
 
-def format_errors(exc: ValidationError) -> str:
-    """Settings errors as the environment variables to fix (values shown, never the key)."""
-    lines = []
-    for err in exc.errors():
-        loc = [str(part) for part in err.get("loc", ())]
-        message = err["msg"].removeprefix("Value error, ")
-        if not loc:
-            lines.append(f"  {message}")  # cross-field checks name their variables
-            continue
-        name = "NEWSAPI_KEY" if loc[0] in ("api_key", "NEWSAPI_KEY") else _PREFIX + loc[0].upper()
-        shown = "" if name == "NEWSAPI_KEY" else f" (got {err.get('input')!r})"
-        lines.append(f"  {name}: {message}{shown}")
-    return "invalid NewsAPI settings:\n" + "\n".join(lines)
-
-
 async def _main(source: NewsApiSource, *, once: bool) -> None:
     settings = load_settings()
     await ensure_topics(settings)
@@ -581,7 +566,10 @@ def main(argv: list[str] | None = None) -> int:
         source = NewsApiSource(NewsApiSettings())
         asyncio.run(_main(source, once=args.once))
     except ValidationError as exc:
-        print(format_errors(exc), file=sys.stderr)
+        print(
+            format_errors(exc, prefix=_PREFIX, what="NewsAPI", names={"api_key": "NEWSAPI_KEY"}),
+            file=sys.stderr,
+        )
         return 2
     except SettingsError as exc:
         print(exc.code, file=sys.stderr)

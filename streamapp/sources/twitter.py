@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamapp.models import Tweet
-from streamapp.settings import load_settings
+from streamapp.settings import format_errors, load_settings
 from streamapp.sources.http import RebasingSession
 from streamapp.sources.output import KafkaOutput, RecordOutput, SourceError, ThreadBridge
 from streamapp.topics import ensure_topics
@@ -54,8 +54,11 @@ class Rule(BaseModel):
     tag: str | None = None
 
 
+_PREFIX = "STREAMAPP_TWITTER_"
+
+
 class TwitterSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STREAMAPP_TWITTER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=_PREFIX, extra="ignore")
 
     #: JSON list of `{"value": ..., "tag": ...}` filtered-stream rules.
     rules: list[Rule] = Field(default_factory=list)
@@ -279,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         source = TwitterSource(TwitterSettings())
         asyncio.run(_main(source))
     except ValidationError as exc:
-        print(f"invalid Twitter settings: {exc}", file=sys.stderr)
+        names = {"bearer_token": "TWITTER_BEARER_TOKEN"}
+        print(format_errors(exc, prefix=_PREFIX, what="Twitter", names=names), file=sys.stderr)
         return 2
     except SourceError as exc:
         print(f"twitter source stopped: {exc}", file=sys.stderr)
