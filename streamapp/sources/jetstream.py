@@ -29,7 +29,6 @@ import logging
 import os
 import random
 import re
-import signal
 import sys
 import tempfile
 import time
@@ -44,9 +43,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from streamapp.models import Tweet
-from streamapp.settings import SettingsError, format_errors, load_settings
-from streamapp.sources.output import KafkaOutput, RecordOutput, SourceError
-from streamapp.topics import ensure_topics
+from streamapp.settings import SettingsError, format_errors
+from streamapp.sources.output import RecordOutput, SourceError, run_until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -414,17 +412,9 @@ class JetstreamSource:
 
 
 async def _main(source: JetstreamSource) -> None:
-    settings = load_settings()
-    await ensure_topics(settings)
-    out = KafkaOutput(settings)
-    await out.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, source.stop)
     try:
-        await source.run(out)
+        await run_until_signalled(source.run, source.stop)
     finally:
-        await out.stop()
         log.info("jetstream source stopped at cursor %s: %s", source.cursor, source.counters())
 
 

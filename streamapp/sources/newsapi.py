@@ -34,7 +34,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -51,10 +50,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamapp.decoding import SchemaError, check_fields
 from streamapp.models import NewsArticle, newsapi_fields
-from streamapp.settings import SettingsError, format_errors, load_settings
+from streamapp.settings import SettingsError, format_errors
 from streamapp.sources.http import RebasingSession
-from streamapp.sources.output import KafkaOutput, RecordOutput, SourceError
-from streamapp.topics import ensure_topics
+from streamapp.sources.output import RecordOutput, SourceError, run_until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -540,18 +538,10 @@ class NewsApiSource:
 
 
 async def _main(source: NewsApiSource, *, once: bool) -> None:
-    settings = load_settings()
-    await ensure_topics(settings)
-    out = KafkaOutput(settings)
-    await out.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, source.stop)
     try:
-        await source.run(out, once=once)
+        await run_until_signalled(lambda out: source.run(out, once=once), source.stop)
     finally:
         source.close()
-        await out.stop()
         log.info("newsapi source stopped: %s", source.counters())
 
 

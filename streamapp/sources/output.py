@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -12,7 +13,8 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 
 from streamapp.models import NewsArticle, Tweet
-from streamapp.settings import Settings
+from streamapp.settings import Settings, load_settings
+from streamapp.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +96,21 @@ class ThreadBridge:
             if item is stop:
                 return
             await handle(item)
+
+
+async def run_until_signalled(
+    run: Callable[[KafkaOutput], Awaitable[None]], stop: Callable[[], None]
+) -> None:
+    """A source's command: topics ensured, `run(output)` until it returns or SIGINT/SIGTERM
+    calls `stop`, then every record sent is flushed before the producer closes."""
+    settings = load_settings()
+    await ensure_topics(settings)
+    out = KafkaOutput(settings)
+    await out.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await run(out)
+    finally:
+        await out.stop()

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 import threading
 from datetime import UTC, datetime
@@ -37,10 +36,14 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamapp.models import Tweet
-from streamapp.settings import format_errors, load_settings
+from streamapp.settings import format_errors
 from streamapp.sources.http import RebasingSession
-from streamapp.sources.output import KafkaOutput, RecordOutput, SourceError, ThreadBridge
-from streamapp.topics import ensure_topics
+from streamapp.sources.output import (
+    RecordOutput,
+    SourceError,
+    ThreadBridge,
+    run_until_signalled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -259,17 +262,9 @@ class TwitterSource:
 
 
 async def _main(source: TwitterSource) -> None:
-    settings = load_settings()
-    await ensure_topics(settings)
-    out = KafkaOutput(settings)
-    await out.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, source.stop)
     try:
-        await source.run(out)
+        await run_until_signalled(source.run, source.stop)
     finally:
-        await out.stop()
         log.info("twitter source stopped: %s", source.counters())
 
 
