@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,9 @@ from helpers import ARTIFACTS, Namespace, Worker, delete_test_data, free_port, u
 from devstack.config import DevstackConfig
 from devstack.elasticsearch import ElasticsearchService
 from devstack.kafka import KafkaService
+from streamapp.settings import Settings, load_settings
+from streamapp.sources.output import KafkaOutput
+from streamapp.topics import ensure_topics
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -75,6 +78,24 @@ def namespace(
     report = getattr(request.node, "report_call", None)
     if report is not None and report.passed and os.environ.get("STREAMAPP_TEST_KEEP_DATA") != "1":
         delete_test_data(devstack, tag)
+
+
+@pytest.fixture
+def app_settings(namespace: Namespace) -> Settings:
+    """The app's settings as a worker of this test's namespace reads them."""
+    return load_settings(
+        **{k.removeprefix("STREAMAPP_").lower(): v for k, v in namespace.env.items()}
+    )
+
+
+@pytest.fixture
+async def kafka_out(app_settings: Settings) -> AsyncIterator[KafkaOutput]:
+    """A source's output into this test's topics (created first)."""
+    await ensure_topics(app_settings)
+    out = KafkaOutput(app_settings)
+    await out.start()
+    yield out
+    await out.stop()
 
 
 @pytest.fixture

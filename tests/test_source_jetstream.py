@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from servers.jetstream_server import (
 from devstack.config import PROJECT_ROOT
 from streamapp.decoding import decode
 from streamapp.models import Tweet
-from streamapp.settings import Settings, load_settings
+from streamapp.settings import Settings
 from streamapp.sources.jetstream import (
     STATE_FILE,
     JetstreamSettings,
@@ -70,22 +69,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in list(os.environ):
         if var.startswith("STREAMAPP_JETSTREAM_"):
             monkeypatch.delenv(var)
-
-
-@pytest.fixture
-def app_settings(namespace: Namespace) -> Settings:
-    return load_settings(
-        **{k.removeprefix("STREAMAPP_").lower(): v for k, v in namespace.env.items()}
-    )
-
-
-@pytest.fixture
-async def kafka_out(app_settings: Settings) -> AsyncIterator[KafkaOutput]:
-    await ensure_topics(app_settings)
-    out = KafkaOutput(app_settings)
-    await out.start()
-    yield out
-    await out.stop()
 
 
 def js_settings(server: JetstreamServer, state_dir: Path, **overrides: Any) -> JetstreamSettings:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from servers.newsapi_server import NewsApiServer, make_article, removed_article
 
 from streamapp.decoding import decode
 from streamapp.models import NewsArticle, article_id
-from streamapp.settings import Settings, load_settings
+from streamapp.settings import Settings
 from streamapp.sources.newsapi import (
     STATE_FILE,
     NewsApiSettings,
@@ -27,7 +27,6 @@ from streamapp.sources.newsapi import (
     main,
 )
 from streamapp.sources.output import KafkaOutput, SourceError
-from streamapp.topics import ensure_topics
 
 KEY = "0123456789abcdef0123456789abcdef"
 
@@ -56,22 +55,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def server() -> Iterator[NewsApiServer]:
     with NewsApiServer(api_key=KEY) as srv:
         yield srv
-
-
-@pytest.fixture
-def app_settings(namespace: Namespace) -> Settings:
-    return load_settings(
-        **{k.removeprefix("STREAMAPP_").lower(): v for k, v in namespace.env.items()}
-    )
-
-
-@pytest.fixture
-async def kafka_out(app_settings: Settings) -> AsyncIterator[KafkaOutput]:
-    await ensure_topics(app_settings)
-    out = KafkaOutput(app_settings)
-    await out.start()
-    yield out
-    await out.stop()
 
 
 def news_settings(server: NewsApiServer, state_dir: Path, **overrides: Any) -> NewsApiSettings:

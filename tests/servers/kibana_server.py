@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from servers.local import LocalHTTPServer
 
 SUPPORTED_TYPES = {"index-pattern", "lens", "dashboard", "search", "visualization", "config"}
 
@@ -52,7 +53,7 @@ class Import:
     result: dict[str, Any] = field(default_factory=dict)
 
 
-class KibanaServer:
+class KibanaServer(LocalHTTPServer):
     def __init__(
         self,
         *,
@@ -76,23 +77,7 @@ class KibanaServer:
         self.imports: list[Import] = []
         self.store: dict[tuple[str, str, str], dict[str, Any]] = {}  # (space, type, id)
         self._status_calls = 0
-        self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> KibanaServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__init__()
 
     def status_requests(self) -> list[Request]:
         return [r for r in self.requests if r.path.endswith("/api/status")]

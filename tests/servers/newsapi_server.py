@@ -19,13 +19,14 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from servers.local import LocalHTTPServer
 
 # code -> (HTTP status, message), as NewsAPI words them.
 ERRORS: dict[str, tuple[int, str]] = {
@@ -110,7 +111,7 @@ class Request:
     auth: str | None  # how the key came: header | param | authorization | None
 
 
-class NewsApiServer:
+class NewsApiServer(LocalHTTPServer):
     def __init__(
         self,
         articles: list[dict[str, Any]] | None = None,
@@ -123,24 +124,7 @@ class NewsApiServer:
         self.max_results = max_results  # None: a paid plan, no limit
         self.scripted: deque[str | None] = deque()  # None: answer normally
         self.requests: list[Request] = []
-        self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> NewsApiServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__init__()
 
     def fail_next(self, code: str, times: int = 1, after: int = 0) -> None:
         """Answer `after` requests normally, then the next `times` with the error `code`."""

@@ -15,13 +15,14 @@ the client leaves.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import deque
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from servers.local import LocalHTTPServer
 
 Step = tuple[Any, ...]
 
@@ -61,7 +62,7 @@ OPERATIONAL_DISCONNECT = {
 }
 
 
-class TwitterServer:
+class TwitterServer(LocalHTTPServer):
     def __init__(self, token: str = "test-token") -> None:
         self.token = token
         self.rules: dict[str, dict[str, str]] = {}
@@ -69,22 +70,7 @@ class TwitterServer:
         self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
         self.stream_requests = 0
         self._next_rule = 1000
-        self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> TwitterServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__init__()
 
     def add_rule(self, value: str, tag: str | None) -> str:
         with self._lock:
