@@ -26,11 +26,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import re
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +43,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 from streamapp.models import Tweet
 from streamapp.settings import SettingsError, format_errors
 from streamapp.sources.output import RecordOutput, SourceError, run_until_signalled
+from streamapp.sources.state import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -139,22 +138,6 @@ def created_at(record: dict[str, Any], time_us: int) -> datetime:
     if value.tzinfo is None or value > seen + _FUTURE_TOLERANCE:
         return seen
     return value.astimezone(UTC)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` so a crash leaves the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class JetstreamSource:

@@ -33,9 +33,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
@@ -53,6 +51,7 @@ from streamapp.models import NewsArticle, newsapi_fields
 from streamapp.settings import SettingsError, format_errors
 from streamapp.sources.http import RebasingSession
 from streamapp.sources.output import RecordOutput, SourceError, run_until_signalled
+from streamapp.sources.state import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -241,22 +240,6 @@ class RequestBudget:
         if not self.limit or len(self.times) < self.limit:
             return 0.0
         return self.times[0] + _DAY - now
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so a crash leaves either the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def to_record(article: dict[str, Any], *, lang: str | None) -> NewsArticle | None:
