@@ -20,6 +20,11 @@ _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$")
 
 
+def blank_is_unset(value: object) -> object:
+    """`NAME=` lines in an .env file mean "not set", not an empty value."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 class SettingsError(SystemExit):
     """Invalid configuration; the message names the environment variable to fix."""
 
@@ -105,8 +110,7 @@ class Settings(BaseSettings):
     @field_validator("tweets_classifier", "news_classifier", mode="before")
     @classmethod
     def _blank_backend(cls, value: object) -> object:
-        # `NAME=` in an .env file means "not overridden".
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_is_unset(value)
 
     @field_validator("languages")
     @classmethod

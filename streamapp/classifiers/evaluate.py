@@ -56,7 +56,8 @@ class Result:
 async def classify_all(clf: Classifier, texts: Sequence[str], batch: int) -> list[Analysis]:
     out: list[Analysis] = []
     for i in range(0, len(texts), batch):
-        out.extend(await clf.classify(texts[i : i + batch], ["en"] * len(texts[i : i + batch])))
+        chunk = texts[i : i + batch]
+        out.extend(await clf.classify(chunk, ["en"] * len(chunk)))
     return out
 
 

@@ -22,7 +22,7 @@ from streamapp.kibana.objects import (
     rewrite_index_names,
     to_ndjson,
 )
-from streamapp.settings import format_errors
+from streamapp.settings import blank_is_unset, format_errors
 
 KIBANA_ENV_PREFIX = "STREAMAPP_KIBANA_"
 
@@ -58,8 +58,7 @@ class KibanaSettings(BaseSettings):
     @field_validator("username", "password", "api_key", "space", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        # `.env` files carry `NAME=` lines for unused credentials: empty means "not set".
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_is_unset(value)
 
     @field_validator("url")
     @classmethod
