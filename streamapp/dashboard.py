@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from elasticsearch import ApiError, TransportError
+from faust.types import AppT
 from faust.web import Request, Response, View
 
-from streamapp.agents import runtime
-from streamapp.app import app, settings
+from streamapp.views import parts_of
 
 STATIC_DIR = Path(__file__).parent / "static"
 INDEX_FILE = "index.html"
@@ -171,26 +171,22 @@ def _redirect(view: View, location: str) -> Response:
     return view.bytes(b"", status=302, headers={"Location": location})
 
 
-@app.page("/")
 class RootRedirect(View):
     async def get(self, request: Request) -> Response:
         return _redirect(self, "/dashboard/")
 
 
-@app.page("/dashboard")
 class DashboardSlashRedirect(View):
     async def get(self, request: Request) -> Response:
         return _redirect(self, "/dashboard/")
 
 
-@app.page("/dashboard/")
 class DashboardPage(View):
     async def get(self, request: Request) -> Response:
         page = await asyncio.to_thread(render_index, STATIC_DIR)
         return _file_response(self, request, page, csp=True)
 
 
-@app.page("/dashboard/static/{name:.+}")
 class DashboardStatic(View):
     async def get(self, request: Request, name: str) -> Response:
         file = await asyncio.to_thread(load_static, STATIC_DIR, name)
@@ -274,7 +270,6 @@ def recent_item(doc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@app.page("/recent/")
 class RecentView(View):
     """Newest classified messages of both aliases, e.g. the latest hateful ones."""
 
@@ -283,9 +278,10 @@ class RecentView(View):
             q = parse_recent_query(dict(request.query))
         except BadRequest as exc:
             return self.json({"error": str(exc)}, status=400)
-        aliases = [settings.tweets_index, settings.news_index]
+        parts = parts_of(self)
+        aliases = [parts.settings.tweets_index, parts.settings.news_index]
         try:
-            client = runtime.sink.client.options(request_timeout=5)
+            client = parts.sink.client.options(request_timeout=5)
             resp = await client.search(**recent_search(q, aliases))
         except (ApiError, TransportError) as exc:
             return self.json(
@@ -301,3 +297,14 @@ class RecentView(View):
                 "items": items,
             }
         )
+
+
+def register_dashboard(app: AppT) -> None:
+    for path, view in (
+        ("/", RootRedirect),
+        ("/dashboard", DashboardSlashRedirect),
+        ("/dashboard/", DashboardPage),
+        ("/dashboard/static/{name:.+}", DashboardStatic),
+        ("/recent/", RecentView),
+    ):
+        app.page(path)(view)

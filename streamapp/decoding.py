@@ -18,6 +18,7 @@ from typing import Any
 
 from faust.utils.iso8601 import parse as parse_iso8601
 
+from streamapp.faust_compat import record_defaults, record_fields
 from streamapp.models import InputRecord, NewsArticle, Tweet, newsapi_fields
 
 _SOURCE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -58,11 +59,11 @@ def decode(
 
 def check_fields(model: type[Any], data: dict[str, Any]) -> dict[str, Any]:
     """Check JSON values against the record's annotations; return only the known fields."""
-    options = model._options
+    defaults = record_defaults(model)
     out: dict[str, Any] = {}
-    for name, annotation in options.fields.items():
+    for name, annotation in record_fields(model).items():
         if name not in data or data[name] is None:
-            if name in options.defaults:
+            if name in defaults:
                 continue
             raise SchemaError(f"{model.__name__}.{name} is required")
         value = data[name]

@@ -17,20 +17,37 @@ offset) and sorts every incoming event:
   expected offset still does not arrive after a few seeks, the gap is real (compaction,
   transaction markers, retention) and is accepted with a warning.
 
-It reads `Consumer._committed_offset` and `_unacked_messages` (faust-streaming 0.15.3).
+It reads the consumer through `ConsumerView`; `faust_compat.ConsumerPositions` implements it
+over Faust's private consumer state.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-import faust
-from faust.types import TP, EventT
+from faust.types import TP, EventT, Message
 
 log = logging.getLogger(__name__)
+
+
+class ConsumerView(Protocol):
+    """What the sequencer needs of the consumer."""
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def rebalancing(self) -> bool: ...
+
+    def committed(self, tp: TP) -> int | None: ...
+
+    def forget(self, message: Message) -> None: ...
+
+    async def seek(self, offsets: Mapping[TP, int]) -> None: ...
 
 
 @dataclass
@@ -49,7 +66,7 @@ class _Repair:
 
 @dataclass
 class OffsetSequencer:
-    app: faust.App
+    consumer: ConsumerView
     #: Time after a seek for the expected offset to arrive before seeking again.
     retry_seconds: float = 3.0
     #: Seeks per gap before it is accepted as real (compaction, transaction markers).
@@ -64,10 +81,10 @@ class OffsetSequencer:
 
     def admit(self, events: Sequence[EventT]) -> Admission:
         """Sort a batch into events to process, duplicates to ack, and events to release."""
-        consumer = self.app.consumer
-        if self._generation != self.app.consumer_generation_id:
+        consumer = self.consumer
+        if self._generation != consumer.generation:
             # New assignment: whatever we knew may be stale; start from the committed offsets.
-            self._generation = self.app.consumer_generation_id
+            self._generation = consumer.generation
             self._expected.clear()
             self._repairs.clear()
         out = Admission()
@@ -77,7 +94,7 @@ class OffsetSequencer:
             tp, offset = msg.tp, msg.offset
             expected = self._expected.get(tp)
             if expected is None:
-                expected = consumer._committed_offset.get(tp)
+                expected = consumer.committed(tp)
                 if expected is None:  # nothing committed yet: take the stream as it comes
                     expected = offset
             if offset < expected:
@@ -117,7 +134,7 @@ class OffsetSequencer:
             out.process.append(event)
         for event in out.released:
             # Faust would wait for these at the next rebalance; they will be delivered again.
-            consumer._unacked_messages.discard(event.message)
+            consumer.forget(event.message)
         self.duplicates += len(out.duplicates)
         self.released += len(out.released)
         return out
@@ -128,7 +145,7 @@ class OffsetSequencer:
         Not done inside `admit`: until recovery has finished, Faust may still clear the
         stream queues (`FlowControlEvent.resume`), which would drop the re-read records again.
         """
-        if self.app.rebalancing or not self._repairs:
+        if self.consumer.rebalancing or not self._repairs:
             return
         now = time.monotonic()
         due = {
@@ -138,7 +155,7 @@ class OffsetSequencer:
         }
         if not due:
             return
-        await self.app.consumer.seek_wait({tp: r.expected for tp, r in due.items()})
+        await self.consumer.seek({tp: r.expected for tp, r in due.items()})
         for r in due.values():
             r.last_seek = now
             r.seeks += 1

@@ -18,9 +18,8 @@ from datetime import UTC, datetime
 
 from faust.types import EventT
 
-from streamapp import tables
 from streamapp.classifiers.routing import Router
-from streamapp.deadletter import DeadLetterQueue, dead_letter_for
+from streamapp.counting import Position, batch_counts, last_per_id
 from streamapp.decoding import DecodeFailure, decode
 from streamapp.language import LanguageDetector, normalise_code
 from streamapp.models import (
@@ -32,12 +31,11 @@ from streamapp.models import (
     to_document,
 )
 from streamapp.settings import Settings
-from streamapp.sinks.elasticsearch import ElasticsearchSink
+from streamapp.sinks.base import DeadLetterSink, DocumentSink
+from streamapp.sinks.deadletter import dead_letter_for
+from streamapp.tables import Tables
 
 log = logging.getLogger(__name__)
-
-MESSAGES_LABEL = "messages"  # hate tables: every message, so counts can be checked against N
-HATEFUL_LABEL = "hateful"  # hate tables: messages flagged hateful
 
 
 @dataclass
@@ -75,9 +73,10 @@ class Pipeline:
         model: type[Tweet] | type[NewsArticle],
         index_alias: str,
         settings: Settings,
-        sink: ElasticsearchSink,
+        sink: DocumentSink,
         router: Router,
-        dead_letters: DeadLetterQueue,
+        dead_letters: DeadLetterSink,
+        tables: Tables,
         detector: LanguageDetector | None = None,
     ) -> None:
         self.model = model
@@ -87,6 +86,7 @@ class Pipeline:
         self.router = router
         self.detector = detector
         self.dead_letters = dead_letters
+        self.tables = tables
         self.stats = Stats()
 
     async def process(self, events: Sequence[EventT]) -> None:
@@ -113,8 +113,7 @@ class Pipeline:
 
     async def _process_once(self, events: Sequence[EventT]) -> None:
         letters: list[DeadLetter] = []
-        # Last occurrence wins when one id appears twice in a batch, as it would in ES.
-        records: dict[str, tuple[InputRecord, EventT]] = {}
+        decoded: list[tuple[InputRecord, EventT]] = []
         for event in events:
             result = decode(
                 event.message.value, self.model, max_bytes=self.settings.max_message_bytes
@@ -123,11 +122,10 @@ class Pipeline:
                 letters.append(
                     dead_letter_for(event, reason=result.reason, error=result.error, stage="decode")
                 )
-                continue
-            records.pop(result.message_id, None)
-            records[result.message_id] = (result, event)
-
-        items = list(records.values())
+            else:
+                decoded.append((result, event))
+        # Last occurrence wins when one id appears twice in a batch, as it would in ES.
+        items = last_per_id(decoded, lambda item: item[0].message_id)
         texts = [r.classification_text() for r, _ in items]
         langs, detected = await self._languages([r for r, _ in items], texts)
         analyses = await self.router.classify(texts, langs)
@@ -161,20 +159,19 @@ class Pipeline:
             for doc, (record, event) in zip(docs, items, strict=True)
             if record.message_id not in rejected_ids
         ]
-        # The same message sent twice (a producer retry, a source re-reading after a
-        # restart) is overwritten in Elasticsearch, and must not be counted twice either. A
-        # redelivery of the same Kafka record is counted (the tables' offset watermarks make
-        # that a no-op when it was counted before the crash).
-        counted = [(d, e) for d, e in indexed if not is_repeat(seen.get(d["id"]), d)]
-        update_tables(counted)
+        batch = batch_counts(
+            [(doc, message_position(e), e.message.timestamp) for doc, e in indexed], seen
+        )
+        events_by_partition = {(e.message.topic, e.message.partition): e for _, e in indexed}
+        writes = self.tables.apply(batch.sentiment, batch.hate, events_by_partition)
         # Before the caller acks: the offsets committed later must never be ahead of the
         # table state the broker holds (see streamapp.tables).
-        await tables.confirm_changelogs()
+        await self.tables.confirm(writes)
 
         self.stats.batches += 1
         self.stats.received += len(events)
         self.stats.indexed += len(indexed)
-        self.stats.repeats += len(indexed) - len(counted)
+        self.stats.repeats += batch.repeats
         self.stats.dead_lettered += len(letters)
         for letter in letters:
             self.stats.by_reason[letter.reason] += 1
@@ -196,43 +193,12 @@ class Pipeline:
         return langs, detected
 
 
+def message_position(event: EventT) -> Position:
+    msg = event.message
+    return Position(msg.topic, msg.partition, msg.offset)
+
+
 def position(event: EventT) -> dict[str, object]:
+    """The document fields that record where it was read from."""
     msg = event.message
     return {"kafka_topic": msg.topic, "kafka_partition": msg.partition, "kafka_offset": msg.offset}
-
-
-def is_repeat(previous: tuple[object, ...] | None, doc: dict) -> bool:
-    """True when the id was indexed before from a different Kafka record."""
-    if previous is None or previous[0] is None:
-        # New, or indexed before positions were recorded: counted as before.
-        return False
-    return previous != (doc["kafka_topic"], doc["kafka_partition"], doc["kafka_offset"])
-
-
-def update_tables(indexed: Sequence[tuple[dict, EventT]]) -> None:
-    sentiment: list[tables.Count] = []
-    hate: list[tables.Count] = []
-    by_partition: dict[tuple[str, int], EventT] = {}
-    for doc, event in indexed:
-        msg = event.message
-        by_partition[(msg.topic, msg.partition)] = event
-
-        def count(label: str, msg=msg, doc=doc) -> tables.Count:
-            return tables.Count(
-                source=doc["source"],
-                label=label,
-                topic=msg.topic,
-                partition=msg.partition,
-                offset=msg.offset,
-                timestamp=msg.timestamp,
-            )
-
-        sentiment.append(count(doc["sentiment_label"]))
-        hate.append(count(MESSAGES_LABEL))
-        if doc["hate"]:
-            hate.append(count(HATEFUL_LABEL))
-        hate.extend(count(category) for category in doc["hate_categories"])
-    for counter in tables.SENTIMENT.values():
-        counter.apply(sentiment, by_partition)
-    for counter in tables.HATE.values():
-        counter.apply(hate, by_partition)

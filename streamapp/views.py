@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from faust.types import AppT
 from faust.web import Request, Response, View
 
-from streamapp import tables
-from streamapp.agents import runtime, sequencer
-from streamapp.app import app, settings
 from streamapp.tables import WindowedCounter
+
+if TYPE_CHECKING:
+    from streamapp.factory import WorkerParts
 
 MAX_LIMIT = 10_000
 
@@ -77,7 +78,12 @@ def window_report(
     return report
 
 
-def stopping_body() -> dict[str, Any] | None:
+def parts_of(view: View) -> WorkerParts:
+    parts: WorkerParts = view.app.parts  # type: ignore[attr-defined]
+    return parts
+
+
+def stopping_body(app: AppT) -> dict[str, Any] | None:
     """While the worker shuts down its tables close before its web server: answer 503
     rather than the empty counts they would read as."""
     if app.should_stop:
@@ -86,34 +92,36 @@ def stopping_body() -> dict[str, Any] | None:
 
 
 class _WindowView(View):
-    counters: dict[str, WindowedCounter] = {}
+    def counters(self) -> dict[str, WindowedCounter]:
+        raise NotImplementedError
 
     async def get(self, request: Request) -> Response:
-        if (body := stopping_body()) is not None:
+        if (body := stopping_body(self.app)) is not None:
             return self.json(body, status=503)
         try:
-            body = window_report(self.counters, dict(request.query), time.time())
+            body = window_report(self.counters(), dict(request.query), time.time())
         except BadRequest as exc:
             return self.json({"error": str(exc)}, status=400)
         return self.json(body)
 
 
-@app.page("/sentiment/")
 class SentimentView(_WindowView):
     """Sentiment counts per source and label, newest window first."""
 
-    counters = tables.SENTIMENT
+    def counters(self) -> dict[str, WindowedCounter]:
+        return parts_of(self).tables.sentiment
 
 
-@app.page("/hate/")
 class HateView(_WindowView):
     """Counts per source of all messages (`messages`), hateful ones (`hateful`) and each
     hate category."""
 
-    counters = tables.HATE
+    def counters(self) -> dict[str, WindowedCounter]:
+        return parts_of(self).tables.hate
 
 
-def stats() -> dict[str, Any]:
+def stats(parts: WorkerParts) -> dict[str, Any]:
+    runtime, sequencer = parts.runtime, parts.sequencer
     return {
         "pipelines": {name: p.stats.as_dict() for name, p in runtime.pipelines.items()},
         "dead_letters": dict(runtime.dead_letters.counts),
@@ -128,19 +136,19 @@ def stats() -> dict[str, Any]:
     }
 
 
-@app.page("/stats/")
 class StatsView(View):
     async def get(self, request: Request) -> Response:
-        return self.json(stats())
+        return self.json(stats(parts_of(self)))
 
 
-@app.page("/health/")
 class HealthView(View):
     """200 when the pipeline is ready and Elasticsearch answers, else 503 with why."""
 
     async def get(self, request: Request) -> Response:
-        if (body := stopping_body()) is not None:
+        if (body := stopping_body(self.app)) is not None:
             return self.json(body, status=503)
+        parts = parts_of(self)
+        runtime = parts.runtime
         es_ok = await runtime.sink.healthy()
         failing = [n for n, p in runtime.pipelines.items() if p.stats.last_error]
         if not runtime.ready:
@@ -151,9 +159,19 @@ class HealthView(View):
             status = "ok"
         body = {
             "status": status,
-            "app": settings.app_id,
+            "app": parts.settings.app_id,
             "elasticsearch_reachable": es_ok,
             "failing_pipelines": failing,
-            **stats(),
+            **stats(parts),
         }
         return self.json(body, status=200 if status == "ok" else 503)
+
+
+def register_views(app: AppT) -> None:
+    for path, view in (
+        ("/sentiment/", SentimentView),
+        ("/hate/", HateView),
+        ("/stats/", StatsView),
+        ("/health/", HealthView),
+    ):
+        app.page(path)(view)

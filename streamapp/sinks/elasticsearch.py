@@ -13,7 +13,6 @@ import asyncio
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from elastic_transport import ConnectionError as TransportConnectionError
@@ -22,6 +21,7 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch import exceptions as es_exc
 
 from streamapp.settings import Settings
+from streamapp.sinks.base import Rejection, StoredPosition
 from streamapp.sinks.mappings import (
     NEWS_PROPERTIES,
     POSITION_FIELDS,
@@ -39,16 +39,8 @@ RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
 MAX_ID_BYTES = 512
 
 
-@dataclass(frozen=True)
-class Rejection:
-    doc_id: str
-    status: int
-    error_type: str
-    reason: str
-
-
 class ElasticsearchSink:
-    """Writes to one alias per document kind (tweets, news)."""
+    """A `sinks.base.DocumentSink`: one alias per document kind (tweets, news)."""
 
     def __init__(self, settings: Settings, client: AsyncElasticsearch | None = None) -> None:
         self.settings = settings
@@ -110,9 +102,7 @@ class ElasticsearchSink:
                     raise
 
     # -- reads -------------------------------------------------------------------------
-    async def positions(
-        self, alias: str, ids: Sequence[str]
-    ) -> dict[str, tuple[str | None, int | None, int | None]]:
+    async def positions(self, alias: str, ids: Sequence[str]) -> dict[str, StoredPosition]:
         """Kafka topic, partition and offset each existing document was indexed from
         (None values for documents indexed before positions were recorded)."""
         if not ids:

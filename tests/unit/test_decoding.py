@@ -85,14 +85,3 @@ def test_bad_input_gets_a_reason_and_a_message(
     assert isinstance(result, DecodeFailure)
     assert result.reason == reason
     assert mentions in result.error
-
-
-def test_repeat_means_same_id_from_another_kafka_record() -> None:
-    from streamapp.pipeline import is_repeat
-
-    doc = {"kafka_topic": "tweets", "kafka_partition": 1, "kafka_offset": 7}
-    assert not is_repeat(None, doc)  # never seen
-    assert not is_repeat(("tweets", 1, 7), doc)  # a redelivery of the same record
-    assert not is_repeat((None, None, None), doc)  # indexed before positions were kept
-    assert is_repeat(("tweets", 1, 3), doc)
-    assert is_repeat(("tweets", 0, 7), doc)

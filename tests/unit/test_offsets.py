@@ -1,14 +1,19 @@
-"""OffsetSequencer: in-order admission, duplicate skipping, gap repair (faust-streaming #596)."""
+"""OffsetSequencer: in-order admission, duplicate skipping, gap repair (faust-streaming #596).
+
+The fake implements `offsets.ConsumerView`, the sequencer's public contract; the real
+implementation over Faust's private consumer state is tested in test_faust_compat.py.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 from faust.types import TP
 
-from streamapp.offsets import OffsetSequencer
+from streamapp.offsets import ConsumerView, OffsetSequencer
 
 TP0 = TP("tweets", 0)
 TP1 = TP("tweets", 1)
@@ -22,18 +27,26 @@ class FakeMessage:
 
 @dataclass
 class FakeConsumer:
-    _committed_offset: dict[TP, int] = field(default_factory=dict)
-    _unacked_messages: set[Any] = field(default_factory=set)
+    committed_offsets: dict[TP, int] = field(default_factory=dict)
+    in_flight: set[Any] = field(default_factory=set)
     seeks: list[dict[TP, int]] = field(default_factory=list)
+    generation: int = 1
+    rebalancing: bool = False
 
-    async def seek_wait(self, partitions: dict[TP, int]) -> None:
-        self.seeks.append(dict(partitions))
+    def committed(self, tp: TP) -> int | None:
+        return self.committed_offsets.get(tp)
+
+    def forget(self, message: Any) -> None:
+        self.in_flight.discard(message)
+
+    async def seek(self, offsets: Mapping[TP, int]) -> None:
+        self.seeks.append(dict(offsets))
 
 
-def make(committed: dict[TP, int]) -> tuple[OffsetSequencer, FakeConsumer, Any]:
-    consumer = FakeConsumer(_committed_offset=committed)
-    app = SimpleNamespace(consumer=consumer, consumer_generation_id=1, rebalancing=False)
-    return OffsetSequencer(app, retry_seconds=0.0, max_seeks=2), consumer, app  # type: ignore[arg-type]
+def make(committed: dict[TP, int]) -> tuple[OffsetSequencer, FakeConsumer, FakeConsumer]:
+    consumer = FakeConsumer(committed_offsets=committed)
+    view: ConsumerView = consumer
+    return OffsetSequencer(view, retry_seconds=0.0, max_seeks=2), consumer, consumer
 
 
 def events(tp: TP, offsets: range | list[int]) -> list[Any]:
@@ -66,13 +79,13 @@ async def test_redelivered_events_are_acked_not_processed_again() -> None:
 async def test_skipped_offsets_are_read_again_before_anything_after_them() -> None:
     seq, consumer, _ = make({TP0: 100, TP1: 50})
     early = events(TP0, range(278, 281))
-    consumer._unacked_messages.update(e.message for e in early)
+    consumer.in_flight.update(e.message for e in early)
     out = seq.admit(early + events(TP1, [50, 51]))
     # The partition that skipped ahead processes nothing; the other one is unaffected.
     assert offsets(out.released) == [278, 279, 280]
     assert offsets(out.process) == [50, 51]
     # Released messages no longer count as in flight (they are delivered again).
-    assert not consumer._unacked_messages
+    assert not consumer.in_flight
     await seq.repair()
     assert consumer.seeks == [{TP0: 100}]
     out = seq.admit(events(TP0, range(100, 103)))
@@ -99,8 +112,8 @@ async def test_no_seek_while_rebalancing_and_state_resets_on_new_generation() ->
     await seq.repair()
     assert consumer.seeks == []
     app.rebalancing = False
-    app.consumer_generation_id = 2
-    consumer._committed_offset[TP0] = 20
+    app.generation = 2
+    consumer.committed_offsets[TP0] = 20
     out = seq.admit(events(TP0, [20, 21]))
     assert offsets(out.process) == [20, 21]
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from streamapp.app import app
+import pytest
+
+from streamapp.factory import StreamApp, create_app
+from streamapp.settings import load_settings
 from streamapp.views import HateView, HealthView, SentimentView
 
 
@@ -13,7 +17,12 @@ class FakeRequest:
     query: dict[str, str] = {}
 
 
-async def call(view_cls: type, app_stopping: bool) -> tuple[int, Any]:
+@pytest.fixture
+def app(tmp_path: Path) -> StreamApp:
+    return create_app(load_settings(table_store="memory://", data_dir=tmp_path / "data"))
+
+
+async def call(app: StreamApp, view_cls: type, app_stopping: bool) -> tuple[int, Any]:
     view = view_cls(app, app.web)
     if app_stopping:
         app._stopped.set()
@@ -24,12 +33,12 @@ async def call(view_cls: type, app_stopping: bool) -> tuple[int, Any]:
     return response.status, json.loads(response.body)
 
 
-async def test_views_answer_503_while_the_worker_stops() -> None:
+async def test_views_answer_503_while_the_worker_stops(app: StreamApp) -> None:
     for view_cls in (SentimentView, HateView, HealthView):
-        status, body = await call(view_cls, app_stopping=True)
+        status, body = await call(app, view_cls, app_stopping=True)
         assert (status, body["status"]) == (503, "stopping"), view_cls
 
 
-async def test_window_views_answer_when_running() -> None:
-    status, body = await call(SentimentView, app_stopping=False)
+async def test_window_views_answer_when_running(app: StreamApp) -> None:
+    status, body = await call(app, SentimentView, app_stopping=False)
     assert status == 200 and body["window"]["kind"] == "tumbling" and body["totals"] == {}

@@ -1,4 +1,5 @@
-"""The dead-letter topic: bad messages with their reason and original bytes, never lost."""
+"""The dead-letter topic (a `sinks.base.DeadLetterSink`): bad messages with their reason and
+original bytes, never lost."""
 
 from __future__ import annotations
 

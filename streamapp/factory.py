@@ -1,0 +1,109 @@
+"""The one place that builds a worker: `create_app(settings)`.
+
+Topics, tables, the shared runtime (sink, classifiers, dead letters), agents, views and the
+dashboard are created here from one `Settings` and registered on a fresh app, so one process
+can hold several differently configured apps (tests do) and importing any module of the
+package builds nothing. `faust -A streamapp worker` gets its app from the package attribute
+`streamapp.app` (see `streamapp/__init__.py`), built from the environment on first use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from streamapp.agents import register_agents
+from streamapp.dashboard import register_dashboard
+from streamapp.faust_compat import ConsumerPositions
+from streamapp.offsets import OffsetSequencer
+from streamapp.runtime import Runtime
+from streamapp.settings import Settings
+from streamapp.sinks.deadletter import DeadLetterQueue
+from streamapp.sinks.elasticsearch import ElasticsearchSink
+from streamapp.tables import Tables, declare_tables
+from streamapp.topics import Topics, declare_topics, ensure_topics
+from streamapp.views import register_views
+
+
+@dataclass(frozen=True)
+class WorkerParts:
+    """What the agents and views of one app share."""
+
+    settings: Settings
+    topics: Topics
+    tables: Tables
+    runtime: Runtime
+    sequencer: OffsetSequencer
+    #: The runtime's sink, for the views that search Elasticsearch directly.
+    sink: ElasticsearchSink
+
+
+class StreamApp(faust.App):
+    parts: WorkerParts
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(settings.app_id, **kwargs)
+        self.config = settings
+
+    async def on_start(self) -> None:
+        # Input topics are not Faust-internal, so Faust never creates them; a producer that
+        # comes first would get the broker's default partition count, and tables need the
+        # same count as their source topics. Create them before the consumer subscribes.
+        await ensure_topics(self.config)
+        await super().on_start()
+
+
+def create_app(settings: Settings) -> StreamApp:
+    """A worker for `settings`: every topic, table, agent, view and service registered."""
+    # RocksDB creates the table stores but not missing parents of the data directory.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = StreamApp(
+        settings,
+        broker=settings.kafka_broker,
+        store=settings.table_store,
+        datadir=str(settings.data_dir),
+        version=1,
+        autodiscover=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        broker_commit_interval=settings.commit_interval,
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=5,
+        # Stale windows are dropped by Faust's cleanup timer; a minute is plenty.
+        table_cleanup_interval=60.0,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_cors_options=None,
+    )
+    topics = declare_topics(app, settings)
+    tables = declare_tables(app, settings)
+    sink = ElasticsearchSink(settings)
+    runtime = Runtime(
+        settings,
+        sink=sink,
+        dead_letters=DeadLetterQueue(topics.dead_letter),
+        tables=tables,
+        loop=app.loop,
+        beacon=app.beacon,
+    )
+    app.service(runtime)  # type: ignore[arg-type] # an instance is started as it is
+    sequencer = OffsetSequencer(ConsumerPositions(app))
+    app.parts = WorkerParts(settings, topics, tables, runtime, sequencer, sink)
+
+    register_agents(
+        app,
+        settings,
+        {"tweets": topics.tweets_raw, "news": topics.news_raw},
+        runtime,
+        sequencer,
+    )
+    register_views(app)
+    register_dashboard(app)
+    return app

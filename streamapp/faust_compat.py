@@ -1,0 +1,75 @@
+"""Every use of a private faust-streaming internal, in one place.
+
+faust-streaming 0.15.3 has no public API for three things the worker needs:
+
+* which event a table write belongs to (`faust.streams._current_event`): a table stores and
+  changelogs a key in the partition of the current event, and batch processing has none of
+  its own;
+* a consumer's committed offset per partition, and forgetting a message that will be
+  delivered again (`Consumer._committed_offset`, `Consumer._unacked_messages`): see
+  `offsets.py`;
+* a record's declared fields and defaults (`Record._options`): see `decoding.py`.
+
+`tests/unit/test_faust_compat.py` exercises each against the installed Faust, so an upgrade
+that renames one fails there rather than in production.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from faust.streams import _current_event
+from faust.types import TP, AppT, EventT, Message
+
+
+@contextmanager
+def current_event(event: EventT) -> Iterator[None]:
+    """Make `event` the current event of this task (what a Faust stream does per event)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class ConsumerPositions:
+    """The consumer state `offsets.OffsetSequencer` reads and repairs."""
+
+    def __init__(self, app: AppT) -> None:
+        self.app = app
+
+    @property
+    def generation(self) -> int:
+        """Changes with each new partition assignment."""
+        return int(self.app.consumer_generation_id)
+
+    @property
+    def rebalancing(self) -> bool:
+        return bool(self.app.rebalancing)
+
+    def committed(self, tp: TP) -> int | None:
+        """The offset committed for `tp` (the next one to deliver), None if none yet."""
+        offset: int | None = self.app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+        return offset
+
+    def forget(self, message: Message) -> None:
+        """Stop waiting for `message` to be acked: it will be delivered again."""
+        self.app.consumer._unacked_messages.discard(message)  # type: ignore[attr-defined]
+
+    async def seek(self, offsets: Mapping[TP, int]) -> None:
+        await self.app.consumer.seek_wait(dict(offsets))
+
+
+def record_fields(model: type[Any]) -> Mapping[str, Any]:
+    """A Faust Record's fields and their annotations, in declaration order."""
+    fields: Mapping[str, Any] = model._options.fields
+    return fields
+
+
+def record_defaults(model: type[Any]) -> Mapping[str, Any]:
+    """The fields of a Faust Record that have defaults."""
+    defaults: Mapping[str, Any] = model._options.defaults
+    return defaults

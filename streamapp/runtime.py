@@ -1,0 +1,104 @@
+"""The worker's shared resources as one `mode.Service`, started and stopped with the app.
+
+Both agents share one Elasticsearch sink, one instance of each classifier backend in use and
+one dead-letter producer. Loading the models and waiting for Elasticsearch can take long
+(or, while Elasticsearch is down, forever): it runs as a background task of the service, so
+the worker's web server answers `/health/` ("starting") meanwhile and the agents wait for
+`pipeline()` instead of consuming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from mode import Service
+
+from streamapp.classifiers import Classifier, create_classifier
+from streamapp.classifiers.routing import Router
+from streamapp.language import LanguageDetector
+from streamapp.models import NewsArticle, Tweet
+from streamapp.pipeline import Pipeline
+from streamapp.settings import Settings
+from streamapp.sinks.base import DocumentSink
+from streamapp.sinks.deadletter import DeadLetterQueue
+from streamapp.tables import Tables
+
+log = logging.getLogger(__name__)
+
+KINDS = ("tweets", "news")
+
+
+class Runtime(Service):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sink: DocumentSink,
+        dead_letters: DeadLetterQueue,
+        tables: Tables,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.sink = sink
+        self.dead_letters = dead_letters
+        self.tables = tables
+        self.classifiers: dict[str, Classifier] = {}
+        self.routers: dict[str, Router] = {}
+        self.pipelines: dict[str, Pipeline] = {}
+        self._ready = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    @Service.task
+    async def _set_up(self) -> None:
+        s = self.settings
+        # The offline model is always loaded: it is the fallback of the remote backends.
+        for name in {"offline", *(s.backend_for(kind) for kind in KINDS)}:
+            # Loading reads model files: keep it off the loop (heartbeats, web views).
+            clf = await asyncio.to_thread(create_classifier, name)
+            await clf.start()
+            self.classifiers[name] = clf
+        detector = await asyncio.to_thread(LanguageDetector) if s.detect_language else None
+        # Waits (with backoff) for Elasticsearch: meanwhile the agents do not consume.
+        await self.sink.setup()
+        for kind, model, alias in (
+            ("tweets", Tweet, s.tweets_index),
+            ("news", NewsArticle, s.news_index),
+        ):
+            router = Router(
+                self.classifiers[s.backend_for(kind)],
+                self.classifiers["offline"],
+                mode=s.classifier_fallback,
+                languages=s.language_set,
+            )
+            self.routers[kind] = router
+            self.pipelines[kind] = Pipeline(
+                model=model,
+                index_alias=alias,
+                settings=s,
+                sink=self.sink,
+                router=router,
+                dead_letters=self.dead_letters,
+                tables=self.tables,
+                detector=detector,
+            )
+            log.info("%s: classifier %s %s", kind, router.primary.name, router.primary.version)
+        self._ready.set()
+
+    async def pipeline(self, kind: str) -> Pipeline:
+        """The pipeline of `tweets` or `news`, once everything it needs is up."""
+        await self._ready.wait()
+        return self.pipelines[kind]
+
+    async def on_stop(self) -> None:
+        for clf in self.classifiers.values():
+            try:
+                await clf.close()
+            except Exception:
+                log.exception("error while closing classifier %s", clf.name)
+        await self.sink.close()

@@ -1,0 +1,216 @@
+"""The exactly-once counting core, without Faust, Kafka or Elasticsearch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from streamapp.counting import (
+    HATEFUL_LABEL,
+    MESSAGES_LABEL,
+    Count,
+    MemoryCountStore,
+    Position,
+    apply_counts,
+    batch_counts,
+    hate_labels,
+    is_repeat,
+    last_per_id,
+    merge,
+    split_key,
+    summarise,
+)
+
+
+def tumbling(size: float = 60.0):  # type: ignore[no-untyped-def]
+    def ranges(ts: float) -> list[tuple[float, float]]:
+        start = ts - ts % size
+        return [(start, start + size - 0.1)]
+
+    return ranges
+
+
+def hopping(size: float = 300.0, step: float = 60.0):  # type: ignore[no-untyped-def]
+    def ranges(ts: float) -> list[tuple[float, float]]:
+        last = ts - ts % step
+        starts = [last - i * step for i in range(int(size // step)) if last - i * step + size > ts]
+        return [(s, s + size - 0.1) for s in sorted(starts)]
+
+    return ranges
+
+
+def doc(i: int, *, hate: bool = False, label: str = "neutral", cats: Sequence[str] = ()) -> dict:
+    return {
+        "id": f"m{i}",
+        "source": "twitter",
+        "sentiment_label": label,
+        "hate": hate,
+        "hate_categories": list(cats),
+    }
+
+
+def counted_batch(
+    store: MemoryCountStore,
+    docs: Sequence[tuple[dict[str, Any], Position]],
+    previous: dict[str, Any] | None = None,
+    ranges: Any = None,
+) -> int:
+    batch = batch_counts([(d, at, 1_000.0) for d, at in docs], previous or {})
+    return apply_counts(store, batch.sentiment, ranges or tumbling())
+
+
+def totals(store: MemoryCountStore) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for labels in summarise(store.items()).values():
+        for label, n in labels["twitter"].items():
+            out[label] = out.get(label, 0) + n
+    return out
+
+
+def at(offset: int, partition: int = 0) -> Position:
+    return Position("tweets", partition, offset)
+
+
+# -- merge ---------------------------------------------------------------------------------
+
+
+def test_merge_counts_only_offsets_above_the_watermark() -> None:
+    assert merge(None, [3, 4]) == {"n": 2, "o": 4}
+    assert merge({"n": 2, "o": 4}, [3, 4]) is None
+    assert merge({"n": 2, "o": 4}, [4, 5, 7]) == {"n": 4, "o": 7}
+
+
+def test_redelivery_below_the_watermark_is_not_counted_again() -> None:
+    store = MemoryCountStore()
+    first = [(doc(i), at(i)) for i in range(10)]
+    assert counted_batch(store, first) == 10
+    # Kafka redelivers from the last commit (offset 5): 5..9 again, then 10..11 new.
+    redelivered = [(doc(i), at(i)) for i in range(5, 12)]
+    assert counted_batch(store, redelivered) == 2
+    assert totals(store) == {"neutral": 12}
+
+
+def test_each_partition_has_its_own_watermark() -> None:
+    store = MemoryCountStore()
+    counted_batch(store, [(doc(i), at(100 + i, partition=0)) for i in range(3)])
+    # Lower offsets of another partition are new messages, not redeliveries.
+    assert counted_batch(store, [(doc(10 + i), at(i, partition=1)) for i in range(3)]) == 3
+    keys = {split_key(key) for key, _ in store.values}
+    assert keys == {("twitter", "neutral", "tweets", 0), ("twitter", "neutral", "tweets", 1)}
+
+
+def test_a_retry_after_a_failed_changelog_confirmation_counts_once() -> None:
+    # The batch was applied to the table, then confirming its changelog writes failed, so the
+    # batch is retried: the local values still hold the watermark, nothing is counted twice.
+    store = MemoryCountStore()
+    batch = [(doc(i), at(i)) for i in range(5)]
+    assert counted_batch(store, batch) == 5
+    assert counted_batch(store, batch) == 0
+    assert totals(store) == {"neutral": 5}
+
+
+def test_after_a_crash_that_lost_the_changelog_write_the_batch_is_counted_again() -> None:
+    # The worker died before the broker had the write: the recovered table holds the older
+    # value (and its older watermark), so the redelivered batch is counted, once.
+    store = MemoryCountStore()
+    counted_batch(store, [(doc(i), at(i)) for i in range(3)])
+    before_crash = dict(store.values)
+    counted_batch(store, [(doc(i), at(i)) for i in range(3, 6)])
+    store.values = before_crash  # recovered from the changelog
+    assert counted_batch(store, [(doc(i), at(i)) for i in range(3, 6)]) == 3
+    assert totals(store) == {"neutral": 6}
+
+
+def test_writes_happen_inside_their_partition_scope() -> None:
+    store = MemoryCountStore()
+    seen: list[tuple[str, int] | None] = []
+    original = store.set
+
+    def spy(key: Any, value: Any) -> None:
+        seen.append(store.scope)
+        original(key, value)
+
+    store.set = spy  # type: ignore[method-assign]
+    counted_batch(store, [(doc(0), at(5, 0)), (doc(1), at(9, 3))])
+    assert sorted(s for s in seen if s) == [("tweets", 0), ("tweets", 3)] and None not in seen
+
+
+def test_one_write_per_key_per_batch() -> None:
+    store = MemoryCountStore()
+    writes = 0
+    original = store.set
+
+    def count_writes(key: Any, value: Any) -> None:
+        nonlocal writes
+        writes += 1
+        original(key, value)
+
+    store.set = count_writes  # type: ignore[method-assign]
+    counted_batch(store, [(doc(i), at(i)) for i in range(50)])
+    assert writes == 1 and totals(store) == {"neutral": 50}
+
+
+def test_hopping_windows_count_a_message_in_each_window_it_falls_in() -> None:
+    store = MemoryCountStore()
+    counted_batch(store, [(doc(0), at(0))], ranges=hopping())
+    assert len(store.values) == 5
+    assert all(v == {"n": 1, "o": 0} for v in store.values.values())
+
+
+# -- which documents count -----------------------------------------------------------------
+
+
+def test_duplicates_within_a_batch_keep_the_last_record() -> None:
+    records = [("a", 0), ("b", 1), ("a", 2), ("c", 3), ("b", 4)]
+    assert last_per_id(records, lambda r: r[0]) == [("a", 2), ("c", 3), ("b", 4)]
+
+
+def test_an_id_indexed_before_from_another_record_is_a_repeat() -> None:
+    assert not is_repeat(None, at(5))
+    assert not is_repeat(("tweets", 0, 5), at(5))  # redelivery of the same record
+    assert not is_repeat((None, None, None), at(5))  # indexed before positions were kept
+    assert is_repeat(("tweets", 0, 4), at(5))
+    assert is_repeat(("tweets", 1, 5), at(5))
+
+
+def test_repeats_are_not_counted_but_redeliveries_are_left_to_the_watermark() -> None:
+    store = MemoryCountStore()
+    docs = [(doc(i), at(i)) for i in range(4)]
+    previous = {"m0": ("tweets", 0, 0), "m1": ("tweets", 0, 99)}  # m1: sent twice
+    batch = batch_counts([(d, p, 1_000.0) for d, p in docs], previous)
+    assert (batch.counted, batch.repeats) == (3, 1)
+    assert apply_counts(store, batch.sentiment, tumbling()) == 3
+
+
+def test_rejected_documents_are_not_counted() -> None:
+    # The pipeline passes only what Elasticsearch accepted; a rejected one never reaches
+    # the counts, and counting the rest is not disturbed by the gap in offsets.
+    store = MemoryCountStore()
+    accepted = [(doc(i), at(i)) for i in (0, 1, 3)]  # offset 2 was rejected
+    assert counted_batch(store, accepted) == 3
+    assert store.values[next(iter(store.values))]["o"] == 3
+
+
+def test_hate_labels() -> None:
+    assert hate_labels(doc(0)) == [MESSAGES_LABEL]
+    assert hate_labels(doc(0, hate=True, cats=["racism"])) == [
+        MESSAGES_LABEL,
+        HATEFUL_LABEL,
+        "racism",
+    ]
+
+
+def test_summarise_sums_partitions_and_filters_by_source() -> None:
+    w = (0.0, 60.0)
+    items = [
+        (("twitter|neutral|tweets|0", w), {"n": 2, "o": 1}),
+        (("twitter|neutral|tweets|1", w), {"n": 3, "o": 7}),
+        (("bluesky|neutral|tweets|1", w), {"n": 1, "o": 8}),
+    ]
+    assert summarise(items) == {w: {"twitter": {"neutral": 5}, "bluesky": {"neutral": 1}}}
+    assert summarise(items, "bluesky") == {w: {"bluesky": {"neutral": 1}}}
+
+
+def test_count_keys_round_trip() -> None:
+    c = Count("twitter", "hateful", "tweets", 3, 10, 0.0)
+    assert split_key(c.key) == ("twitter", "hateful", "tweets", 3)

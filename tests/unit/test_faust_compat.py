@@ -1,0 +1,97 @@
+"""The private faust-streaming internals streamapp relies on, against the installed Faust.
+
+Each test fails if an upgrade renames or changes what `streamapp.faust_compat` reads, which
+no other unit test would notice (they use fakes of its public contract).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+from faust.events import Event
+from faust.types import TP
+from faust.types.tuples import Message
+
+from streamapp.factory import StreamApp, create_app
+from streamapp.faust_compat import (
+    ConsumerPositions,
+    current_event,
+    record_defaults,
+    record_fields,
+)
+from streamapp.models import Tweet
+from streamapp.offsets import ConsumerView
+from streamapp.settings import load_settings
+from streamapp.tables import CountTable
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> StreamApp:
+    return create_app(load_settings(table_store="memory://", data_dir=tmp_path / "data"))
+
+
+def message(partition: int, offset: int) -> Message:
+    return Message("tweets", partition, offset, 0.0, 0, None, b"k", b"v", None)
+
+
+def event(app: StreamApp, partition: int, offset: int) -> Event:
+    msg = message(partition, offset)
+    return Event(app, msg.key, msg.value, {}, msg)
+
+
+def test_current_event_is_what_faust_streams_read(app: StreamApp) -> None:
+    ev = event(app, 3, 7)
+    assert faust.current_event() is None
+    with current_event(ev):
+        assert faust.current_event() is ev
+    assert faust.current_event() is None
+
+
+def test_a_table_write_goes_to_the_partition_of_the_current_event(app: StreamApp) -> None:
+    table = app.parts.tables.sentiment["tumbling"].table
+    assert isinstance(table, CountTable)
+    sent: list[tuple[int | None, Any, Any]] = []
+
+    # Faust's own path: __setitem__ -> on_key_set -> _send_changelog(current event) ->
+    # send_changelog(partition, key, value, ...), the method CountTable overrides.
+    def send_soon(**kw: Any) -> Any:
+        sent.append((kw["partition"], kw["key"], kw["value"]))
+        return SimpleNamespace(message=SimpleNamespace(partition=kw["partition"]))
+
+    table.changelog_topic.send_soon = send_soon  # type: ignore[method-assign]
+    writes: list[Any] = []
+    with table.recording(writes), current_event(event(app, 2, 5)):
+        table[("k", (0.0, 60.0))] = {"n": 1, "o": 5}
+        assert table.get(("k", (0.0, 60.0))) == {"n": 1, "o": 5}
+    assert [p for p, _, _ in sent] == [2]
+    assert [(w.partition, w.value) for w in writes] == [(2, {"n": 1, "o": 5})]
+    # Outside a recording nothing is collected (Faust's own cleanup writes, say).
+    ev = event(app, 2, 6)
+    with current_event(ev):
+        table[("k", (0.0, 60.0))] = {"n": 2, "o": 6}
+    assert len(writes) == 1 and len(sent) == 2
+
+
+def test_consumer_positions_read_and_change_the_real_consumer(app: StreamApp) -> None:
+    positions: ConsumerView = ConsumerPositions(app)
+    consumer = app.consumer
+    tp = TP("tweets", 0)
+    assert positions.committed(tp) is None
+    consumer._committed_offset.update({tp: 41})  # type: ignore[attr-defined]
+    assert positions.committed(tp) == 41
+    msg = message(0, 50)
+    consumer.track_message(msg)  # what Faust does before a stream sees the message
+    positions.forget(msg)
+    assert msg not in consumer._unacked_messages  # type: ignore[attr-defined]
+    assert isinstance(positions.generation, int) and positions.rebalancing is False
+    assert callable(consumer.seek_wait)
+
+
+def test_record_fields_and_defaults() -> None:
+    fields = record_fields(Tweet)
+    assert list(fields)[:3] == ["id", "text", "created_at"]
+    assert "source" in record_defaults(Tweet) and "id" not in record_defaults(Tweet)
