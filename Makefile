@@ -42,6 +42,7 @@ test: $(STAMP)
 	@$(MAKE) --no-print-directory compose-plugin || \
 	  echo "docker compose plugin not built: tests/test_compose.py skips its 'config' test"
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 services: $(STAMP)
@@ -57,7 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.pipeline $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 # `docker compose` (the compose v2 CLI plugin), for docker-compose.yml and its test. Debian
 # bookworm packages only docker-compose 1.29 (the old Python tool) and no registry reachable here

@@ -19,7 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     cfg = DevstackConfig.from_env()
-    all_services = {"kafka": KafkaService(cfg), "elasticsearch": ElasticsearchService(cfg)}
+    all_services: dict[str, KafkaService | ElasticsearchService] = {
+        "kafka": KafkaService(cfg),
+        "elasticsearch": ElasticsearchService(cfg),
+    }
     unknown = set(args.services) - set(all_services)
     if unknown:
         parser.error(f"unknown service(s): {', '.join(sorted(unknown))}")

@@ -36,7 +36,10 @@ def _health(url: str) -> dict | None:
 
 def main() -> int:
     cfg = DevstackConfig.from_env()
-    services = [KafkaService(cfg), ElasticsearchService(cfg)]
+    services: list[KafkaService | ElasticsearchService] = [
+        KafkaService(cfg),
+        ElasticsearchService(cfg),
+    ]
     started = []
     worker: subprocess.Popen[bytes] | None = None
     env = {
@@ -76,7 +79,9 @@ def main() -> int:
             alive=lambda: worker is not None and worker.poll() is None,
             log_file=log_path,
         )
-        subprocess.run([sys.executable, "-m", "streamapp.replay", "--restamp"], env=env, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "streamapp.sources", "replay", "--restamp"], env=env, check=True
+        )
         time.sleep(3)
         stats = _health(f"{base}/stats/") or {}
         indexed = sum(p.get("indexed", 0) for p in stats.get("pipelines", {}).values())
@@ -93,7 +98,7 @@ streamapp is running ({indexed} sample messages indexed so far).
   pipeline stats  {base}/stats/
   Elasticsearch   {es}/{tweets_index}/_search?q=hate:true
                   {es}/{news_index}/_search
-  more data       .venv/bin/python -m streamapp.replay FILE.jsonl --rate 50
+  more data       .venv/bin/python -m streamapp.sources replay FILE.jsonl --rate 50
   worker log      {log_path}
 Press Ctrl-C to stop.""",
             flush=True,

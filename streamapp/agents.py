@@ -34,7 +34,9 @@ def register_agents(
 
     async def run(stream: StreamT, kind: str) -> None:
         pipeline = await runtime.pipeline(kind)
-        async for events in stream.noack_take(settings.batch_size, within=settings.batch_timeout):
+        # `noack_take` is on Faust's Stream, not on its StreamT interface.
+        take = stream.noack_take  # type: ignore[attr-defined]
+        async for events in take(settings.batch_size, within=settings.batch_timeout):
             admitted = sequencer.admit(events)
             if admitted.process:
                 await pipeline.process(admitted.process)

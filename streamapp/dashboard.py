@@ -57,7 +57,7 @@ RECENT_MAX_LIMIT = 100
 RECENT_PARAMS = frozenset({"hate", "limit", "source"})
 _SOURCE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
-_RECENT_FIELDS = [
+RECENT_FIELDS = [
     "id",
     "source",
     "text",
@@ -135,7 +135,7 @@ def static_headers(file: StaticFile, query: Mapping[str, str]) -> dict[str, str]
 
 
 def not_modified(request: Request, file: StaticFile) -> bool:
-    header = request.headers.get("If-None-Match", "")  # type: ignore[attr-defined]
+    header: str = request.headers.get("If-None-Match", "")
     return file.etag in {tag.strip() for tag in header.split(",")} or header.strip() == "*"
 
 
@@ -240,7 +240,7 @@ def recent_search(q: RecentQuery, aliases: list[str]) -> dict[str, Any]:
         # `id` breaks ties: a whole batch shares one `processed_at`.
         "sort": [{"processed_at": {"order": "desc"}}, {"id": {"order": "asc"}}],
         "size": q.limit,
-        "source_includes": _RECENT_FIELDS,
+        "source_includes": RECENT_FIELDS,
         "track_total_hits": False,
         # Before the worker has created its indices there is simply nothing to list.
         "ignore_unavailable": True,

@@ -12,6 +12,8 @@ from typing import Any, List, Optional  # noqa: UP035 - Faust reads these annota
 
 import faust
 
+from streamapp.faust_compat import record_fields
+
 
 def article_id(url: str) -> str:
     """Stable id for a news article: the same URL always maps to the same document."""
@@ -193,6 +195,16 @@ def classify_record(
     if isinstance(record, Tweet):
         return ClassifiedTweet(**fields)
     return ClassifiedArticle(**fields)
+
+
+#: Where a document was read from, added to it by the pipeline (see sinks/mappings.py).
+POSITION_FIELDS = ("kafka_topic", "kafka_partition", "kafka_offset")
+
+
+def document_fields(model: type[ClassifiedRecord]) -> list[str]:
+    """Every field of the documents made from `model`: the one declaration the index
+    mappings are derived from and the dashboard and Kibana objects are checked against."""
+    return [*record_fields(model), *POSITION_FIELDS]
 
 
 def to_document(record: ClassifiedRecord) -> dict[str, Any]:

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.tables.wrappers import WindowWrapper
 from faust.types import AppT, EventT
+from faust.types.tables import WindowWrapperT
 from faust.types.tuples import FutureMessage
+from faust.windows import HoppingWindow
 
 from streamapp.counting import (
     Count,
@@ -62,7 +63,7 @@ class CountTable(faust.Table):
         super().__init__(*args, **kwargs)
         self._recording: list[ChangelogWrite] | None = None
 
-    def send_changelog(  # type: ignore[override]
+    def send_changelog(
         self, partition: int | None, key: Any, value: Any, *args: Any, **kwargs: Any
     ) -> FutureMessage:
         fut = super().send_changelog(partition, key, value, *args, **kwargs)
@@ -126,12 +127,16 @@ class _TableStore:
 class WindowedCounter:
     """A windowed Faust table of counts with idempotent, batched updates."""
 
-    def __init__(self, name: str, wrapper: WindowWrapper, kind: str) -> None:
+    def __init__(self, name: str, wrapper: WindowWrapperT, kind: str) -> None:
         self.name = name
         self.kind = kind  # tumbling | hopping
         self.wrapper = wrapper
-        self.table: CountTable = wrapper.table  # type: ignore[assignment]
-        self.window = self.table.window
+        table, window = wrapper.table, wrapper.table.window
+        # Faust's tumbling window is a hopping window whose step is its size.
+        if not isinstance(table, CountTable) or not isinstance(window, HoppingWindow):
+            raise TypeError(f"{name}: expected a windowed CountTable, got {table!r}")
+        self.table = table
+        self.window: HoppingWindow = window
 
     def apply(
         self,
@@ -173,7 +178,7 @@ class WindowedCounter:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "size": w.size}
         out["expires"] = w.expires
         if self.kind == "hopping":
-            out["step"] = w.step  # type: ignore[attr-defined]
+            out["step"] = w.step
         return out
 
 

@@ -125,13 +125,13 @@ def stats(parts: WorkerParts) -> dict[str, Any]:
     return {
         "pipelines": {name: p.stats.as_dict() for name, p in runtime.pipelines.items()},
         "dead_letters": dict(runtime.dead_letters.counts),
-        "elasticsearch": {"available": runtime.sink.available, "retries": runtime.sink.retries},
+        "elasticsearch": {"available": parts.sink.available, "retries": parts.sink.retries},
         "offsets": sequencer.as_dict(),
         "classifiers": {kind: r.describe() for kind, r in runtime.routers.items()},
         "backends": {
-            name: clf.stats
+            name: stats
             for name, clf in runtime.classifiers.items()
-            if isinstance(getattr(clf, "stats", None), dict)
+            if isinstance(stats := getattr(clf, "stats", None), dict)
         },
     }
 

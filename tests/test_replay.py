@@ -10,8 +10,8 @@ from helpers import Namespace, consume_all
 
 from streamapp.decoding import decode
 from streamapp.models import NewsArticle, Tweet, article_id
-from streamapp.replay import replay
 from streamapp.settings import load_settings
+from streamapp.sources.replay import replay
 
 
 @pytest.fixture

@@ -141,6 +141,7 @@ async def test_posts_become_records_and_everything_else_is_skipped(
     assert t(6) not in conn.sent, "the server only sends wanted collections"
     counters = source.counters()
     assert counters.pop("saves") >= 1
+    assert counters.pop("cursor") == source.cursor
     assert counters == {
         "received": 11,
         "sent": 4,
@@ -328,7 +329,7 @@ async def test_cli_stops_on_sigterm_after_saving_the_cursor(
                 await proc.wait()
     assert proc.returncode == 0, stderr.decode()
     assert saved_cursor(state_dir) == t(4)
-    assert b"jetstream source stopped at cursor" in stderr
+    assert f"jetstream source stopped: {{'cursor': {t(4)},".encode() in stderr
 
 
 async def test_end_to_end_rewound_duplicates_are_indexed_and_counted_once(

@@ -92,11 +92,11 @@ class Router:
             except PartialFailure as exc:
                 if self.fallback is None or self.mode == "wait":
                     raise
-                for j, a in enumerate(exc.results):
-                    if a is None:
+                for j, partial in enumerate(exc.results):
+                    if partial is None:
                         to_fallback[to_primary[j]] = f"{self.primary.name}: {exc.reasons[j]}"
                     else:
-                        results[to_primary[j]] = a
+                        results[to_primary[j]] = partial
             except Exception as exc:
                 if self.fallback is None or self.mode == "wait":
                     raise

@@ -59,7 +59,7 @@ def split_off(data: Labelled, fraction: float = 0.1) -> tuple[Labelled, Labelled
     return pick(kept), pick(held)
 
 
-def _vectorizer():  # type: ignore[no-untyped-def]
+def _vectorizer():
     from sklearn.feature_extraction.text import CountVectorizer
 
     return CountVectorizer(analyzer=features, binary=True, min_df=2)
@@ -118,7 +118,7 @@ def fit_sentiment(
 
     vader = Vader()
 
-    def matrix(vec, texts: list[str], fit: bool = False):  # type: ignore[no-untyped-def]
+    def matrix(vec, texts: list[str], fit: bool = False):
         words = vec.fit_transform(texts) if fit else vec.transform(texts)
         dense = csr_matrix([[v * DENSE_SCALE for v in vader.scores(t)] for t in texts])
         return hstack([words, dense]).tocsr()

@@ -95,9 +95,9 @@ def rewrite_index_names(
     Data view ids stay the same, so a re-import overwrites rather than duplicates.
     """
     names = {DEFAULT_TWEETS_INDEX: tweets_index, DEFAULT_NEWS_INDEX: news_index}
-    out = []
-    for obj in objects:
-        obj = copy.deepcopy(dict(obj))
+    out: list[dict[str, Any]] = []
+    for original in objects:
+        obj = copy.deepcopy(dict(original))
         if obj["type"] == "index-pattern":
             parts = obj["attributes"]["title"].split(",")
             obj["attributes"]["title"] = ",".join(names.get(p.strip(), p) for p in parts)

@@ -230,7 +230,7 @@ class ElasticsearchSink:
 
     async def healthy(self) -> bool:
         try:
-            await self.client.cluster.health(request_timeout=2)
+            await self.client.options(request_timeout=2).cluster.health()
         except Exception:
             return False
         return True

@@ -9,11 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from streamapp.models import (
+    POSITION_FIELDS,
+    ClassifiedArticle,
+    ClassifiedTweet,
+    document_fields,
+)
+
+__all__ = ["NEWS_PROPERTIES", "POSITION_FIELDS", "TWEET_PROPERTIES", "index_template"]
+
 MAPPING_VERSION = 1
 
 _KEYWORD = {"type": "keyword", "ignore_above": 1024}
 
-_ANALYSIS_FIELDS: dict[str, Any] = {
+#: The Elasticsearch type of every document field, by name. The fields themselves are not
+#: listed here: they come from the classified records (`models.document_fields`), so a field
+#: added to a record without a type here fails at import, not per document in production.
+FIELD_TYPES: dict[str, Any] = {
+    # -- analysis, shared by every kind of document
     "id": {"type": "keyword"},
     "source": {"type": "keyword"},
     "lang": {"type": "keyword"},
@@ -33,21 +46,13 @@ _ANALYSIS_FIELDS: dict[str, Any] = {
     "kafka_topic": {"type": "keyword"},
     "kafka_partition": {"type": "integer"},
     "kafka_offset": {"type": "long"},
-}
-
-POSITION_FIELDS = ("kafka_topic", "kafka_partition", "kafka_offset")
-
-TWEET_PROPERTIES: dict[str, Any] = {
-    **_ANALYSIS_FIELDS,
+    # -- posts
     "text": {"type": "text"},
     "created_at": {"type": "date"},
     "author_id": {"type": "keyword"},
     "author_username": _KEYWORD,
     "rule_tags": {"type": "keyword"},
-}
-
-NEWS_PROPERTIES: dict[str, Any] = {
-    **_ANALYSIS_FIELDS,
+    # -- news articles
     "url": {"type": "keyword", "ignore_above": 4096},
     "title": {"type": "text"},
     "description": {"type": "text"},
@@ -57,6 +62,19 @@ NEWS_PROPERTIES: dict[str, Any] = {
     "source_id": {"type": "keyword"},
     "source_name": _KEYWORD,
 }
+
+
+def properties_for(model: type[Any]) -> dict[str, Any]:
+    """The mapping properties of a classified record's documents: one per field."""
+    fields = document_fields(model)
+    untyped = [f for f in fields if f not in FIELD_TYPES]
+    if untyped:
+        raise TypeError(f"{model.__name__} fields without an Elasticsearch type: {untyped}")
+    return {name: FIELD_TYPES[name] for name in fields}
+
+
+TWEET_PROPERTIES: dict[str, Any] = properties_for(ClassifiedTweet)
+NEWS_PROPERTIES: dict[str, Any] = properties_for(ClassifiedArticle)
 
 
 def index_template(alias: str, properties: dict[str, Any], shards: int, replicas: int) -> dict:

@@ -14,7 +14,7 @@ SOURCES = {
     "twitter": "streamapp.sources.twitter",
     "newsapi": "streamapp.sources.newsapi",
     "jetstream": "streamapp.sources.jetstream",
-    "replay": "streamapp.replay",
+    "replay": "streamapp.sources.replay",
 }
 
 

@@ -26,4 +26,4 @@ class RebasingSession(requests.Session):
             and (url == self.origin or url.startswith(self.origin + "/"))
         ):
             url = self.base_url + url[len(self.origin) :]
-        return super().request(method, url, *args, **kwargs)
+        return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]

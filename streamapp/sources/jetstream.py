@@ -35,14 +35,15 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from streamapp.models import Tweet
-from streamapp.settings import SettingsError, format_errors
-from streamapp.sources.output import RecordOutput, SourceError, run_until_signalled
+from streamapp.settings import format_errors
+from streamapp.sources.base import RecordOutput, Source, SourceError
+from streamapp.sources.runner import main_for
 from streamapp.sources.state import write_atomically
 
 log = logging.getLogger(__name__)
@@ -140,8 +141,10 @@ def created_at(record: dict[str, Any], time_us: int) -> datetime:
     return value.astimezone(UTC)
 
 
-class JetstreamSource:
+class JetstreamSource(Source):
     """Streams Bluesky posts from Jetstream into `out`, resuming from a saved cursor."""
+
+    name = "jetstream"
 
     def __init__(self, settings: JetstreamSettings) -> None:
         self.settings = settings
@@ -383,6 +386,7 @@ class JetstreamSource:
 
     def counters(self) -> dict[str, int]:
         return {
+            "cursor": self.cursor or 0,
             "received": self.received,
             "sent": self.sent,
             "skipped": self.skipped,
@@ -394,30 +398,13 @@ class JetstreamSource:
         }
 
 
-async def _main(source: JetstreamSource) -> None:
-    try:
-        await run_until_signalled(source.run, source.stop)
-    finally:
-        log.info("jetstream source stopped at cursor %s: %s", source.cursor, source.counters())
-
-
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0]).parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    return main_for(
+        "jetstream",
+        lambda: JetstreamSource(JetstreamSettings()),
+        settings_error=lambda exc: format_errors(exc, prefix=_PREFIX, what="Jetstream"),
     )
-    try:
-        asyncio.run(_main(JetstreamSource(JetstreamSettings())))
-    except ValidationError as exc:
-        print(format_errors(exc, prefix=_PREFIX, what="Jetstream"), file=sys.stderr)
-        return 2
-    except SettingsError as exc:
-        print(exc.code, file=sys.stderr)
-        return 2
-    except SourceError as exc:
-        print(f"jetstream source stopped: {exc}", file=sys.stderr)
-        return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -43,14 +43,15 @@ from typing import Any, Literal
 import requests
 from newsapi import NewsApiClient, const
 from newsapi.newsapi_exception import NewsAPIException
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamapp.decoding import SchemaError, check_fields
 from streamapp.models import NewsArticle, newsapi_fields
-from streamapp.settings import SettingsError, format_errors
+from streamapp.settings import format_errors
+from streamapp.sources.base import RecordOutput, Source, SourceError
 from streamapp.sources.http import RebasingSession
-from streamapp.sources.output import RecordOutput, SourceError, run_until_signalled
+from streamapp.sources.runner import main_for
 from streamapp.sources.state import write_atomically
 
 log = logging.getLogger(__name__)
@@ -264,8 +265,10 @@ class _MaxResults(Exception):
     """HTTP 426: the plan allows no more results for this query."""
 
 
-class NewsApiSource:
+class NewsApiSource(Source):
     """Polls NewsAPI and sends each article not sent before to `out`, keyed by its URL's id."""
+
+    name = "newsapi"
 
     def __init__(self, settings: NewsApiSettings) -> None:
         if settings.api_key is None or not settings.api_key.get_secret_value().strip():
@@ -520,37 +523,23 @@ class NewsApiSource:
         }
 
 
-async def _main(source: NewsApiSource, *, once: bool) -> None:
-    try:
-        await run_until_signalled(lambda out: source.run(out, once=once), source.stop)
-    finally:
-        source.close()
-        log.info("newsapi source stopped: %s", source.counters())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--once", action="store_true", help="one poll, then exit (backfills)")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+
+    async def run(source: Source, out: RecordOutput) -> None:
+        assert isinstance(source, NewsApiSource)
+        await source.run(out, once=args.once)
+
+    return main_for(
+        "newsapi",
+        lambda: NewsApiSource(NewsApiSettings()),
+        settings_error=lambda exc: format_errors(
+            exc, prefix=_PREFIX, what="NewsAPI", names={"api_key": "NEWSAPI_KEY"}
+        ),
+        run=run,
     )
-    try:
-        source = NewsApiSource(NewsApiSettings())
-        asyncio.run(_main(source, once=args.once))
-    except ValidationError as exc:
-        print(
-            format_errors(exc, prefix=_PREFIX, what="NewsAPI", names={"api_key": "NEWSAPI_KEY"}),
-            file=sys.stderr,
-        )
-        return 2
-    except SettingsError as exc:
-        print(exc.code, file=sys.stderr)
-        return 2
-    except SourceError as exc:
-        print(f"newsapi source stopped: {exc}", file=sys.stderr)
-        return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -5,22 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from streamapp.models import NewsArticle, Tweet
-from streamapp.settings import Settings, load_settings
-from streamapp.topics import ensure_topics
+from streamapp.settings import Settings
+from streamapp.sources.base import RecordOutput, SourceError
+
+__all__ = ["KafkaOutput", "RecordOutput", "SourceError", "ThreadBridge", "record_json"]
 
 log = logging.getLogger(__name__)
-
-
-class SourceError(RuntimeError):
-    """A source cannot go on (bad credentials, bad settings); the message says what to fix."""
 
 
 def record_json(record: Tweet | NewsArticle) -> bytes:
@@ -34,12 +31,9 @@ def record_json(record: Tweet | NewsArticle) -> bytes:
     return json.dumps(record.asdict(), default=default, ensure_ascii=False).encode()
 
 
-class RecordOutput(Protocol):
-    async def send(self, record: Tweet | NewsArticle) -> None: ...
-
-
 class KafkaOutput:
-    """Sends records keyed by their id to the tweets or news topic; counts what it sent."""
+    """A `RawOutput`: records (or JSON objects) keyed by id to the tweets or news topic;
+    counts what it sent."""
 
     def __init__(self, settings: Settings, producer: AIOKafkaProducer | None = None) -> None:
         self.settings = settings
@@ -61,7 +55,14 @@ class KafkaOutput:
             if isinstance(record, NewsArticle)
             else self.settings.tweets_topic
         )
-        fut = await self.producer.send(topic, record_json(record), key=record.message_id.encode())
+        await self._send(topic, record.message_id, record_json(record))
+
+    async def send_json(self, kind: str, key: str, obj: dict[str, Any]) -> None:
+        topic = self.settings.news_topic if kind == "news" else self.settings.tweets_topic
+        await self._send(topic, key, json.dumps(obj).encode())
+
+    async def _send(self, topic: str, key: str, value: bytes) -> None:
+        fut = await self.producer.send(topic, value, key=key.encode())
         self._pending.add(fut)
         fut.add_done_callback(self._pending.discard)
         self.sent += 1
@@ -85,9 +86,24 @@ class ThreadBridge:
         self.loop = loop
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=maxsize)
 
-    def put_from_thread(self, item: Any, timeout: float | None = None) -> None:
-        """Block the calling thread until the item is queued (backpressure)."""
-        asyncio.run_coroutine_threadsafe(self.queue.put(item), self.loop).result(timeout)
+    def put_from_thread(
+        self, item: Any, *, give_up: Callable[[], bool] = lambda: False, poll: float = 1.0
+    ) -> bool:
+        """Block the calling thread until the item is queued (backpressure): True once it is,
+        False if `give_up()` turned true first (the pending put is then withdrawn).
+
+        One put per item, however long it waits: re-submitting after a timeout would leave
+        the first put pending and queue the item twice once the loop catches up.
+        """
+        fut = asyncio.run_coroutine_threadsafe(self.queue.put(item), self.loop)
+        while True:
+            try:
+                fut.result(poll)
+                return True
+            except TimeoutError:
+                if give_up():
+                    fut.cancel()
+                    return False
 
     async def drain(self, handle: Callable[[Any], Awaitable[None]], stop: object) -> None:
         """Pass queued items to `handle` until the `stop` sentinel arrives."""
@@ -96,21 +112,3 @@ class ThreadBridge:
             if item is stop:
                 return
             await handle(item)
-
-
-async def run_until_signalled(
-    run: Callable[[KafkaOutput], Awaitable[None]], stop: Callable[[], None]
-) -> None:
-    """A source's command: topics ensured, `run(output)` until it returns or SIGINT/SIGTERM
-    calls `stop`, then every record sent is flushed before the producer closes."""
-    settings = load_settings()
-    await ensure_topics(settings)
-    out = KafkaOutput(settings)
-    await out.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
-    try:
-        await run(out)
-    finally:
-        await out.stop()

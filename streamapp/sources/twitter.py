@@ -32,18 +32,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import tweepy
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamapp.models import Tweet
 from streamapp.settings import format_errors
+from streamapp.sources.base import RecordOutput, Source, SourceError
 from streamapp.sources.http import RebasingSession
-from streamapp.sources.output import (
-    RecordOutput,
-    SourceError,
-    ThreadBridge,
-    run_until_signalled,
-)
+from streamapp.sources.output import ThreadBridge
+from streamapp.sources.runner import main_for
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +154,10 @@ class _Stream(tweepy.StreamingClient):
         self.source.bridge_put(_STOP)
 
 
-class TwitterSource:
+class TwitterSource(Source):
     """Syncs the rules, then streams tweets into `out` until stopped or refused."""
+
+    name = "twitter"
 
     def __init__(self, settings: TwitterSettings) -> None:
         if settings.bearer_token is None or not settings.bearer_token.get_secret_value():
@@ -177,14 +176,10 @@ class TwitterSource:
 
     def bridge_put(self, item: Any) -> None:
         assert self._bridge is not None
-        while True:
-            try:
-                self._bridge.put_from_thread(item, timeout=1.0)
-                return
-            except TimeoutError:
-                # Queue full: keep blocking the stream (backpressure) unless shutting down.
-                if self._stopping.is_set() and item is not _STOP:
-                    return
+        # Queue full: keep blocking the stream (backpressure) unless shutting down.
+        self._bridge.put_from_thread(
+            item, give_up=lambda: self._stopping.is_set() and item is not _STOP
+        )
 
     def _client(self) -> _Stream:
         token = self.settings.bearer_token.get_secret_value()  # type: ignore[union-attr]
@@ -261,29 +256,17 @@ class TwitterSource:
         }
 
 
-async def _main(source: TwitterSource) -> None:
-    try:
-        await run_until_signalled(source.run, source.stop)
-    finally:
-        log.info("twitter source stopped: %s", source.counters())
-
-
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # tweepy logs request headers, bearer token included, at DEBUG.
     logging.getLogger("tweepy").setLevel(logging.INFO)
-    try:
-        source = TwitterSource(TwitterSettings())
-        asyncio.run(_main(source))
-    except ValidationError as exc:
-        names = {"bearer_token": "TWITTER_BEARER_TOKEN"}
-        print(format_errors(exc, prefix=_PREFIX, what="Twitter", names=names), file=sys.stderr)
-        return 2
-    except SourceError as exc:
-        print(f"twitter source stopped: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return main_for(
+        "twitter",
+        lambda: TwitterSource(TwitterSettings()),
+        settings_error=lambda exc: format_errors(
+            exc, prefix=_PREFIX, what="Twitter", names={"bearer_token": "TWITTER_BEARER_TOKEN"}
+        ),
+    )
 
 
 if __name__ == "__main__":

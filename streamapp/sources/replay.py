@@ -1,6 +1,6 @@
 """Replay JSONL or CSV files of posts or articles into the input topics.
 
-    python -m streamapp.replay FILE [FILE...] [--kind tweets|news] [--rate N] [--restamp]
+    python -m streamapp.sources replay FILE [FILE...] [--kind tweets|news] [--rate N] [--restamp]
 
 JSONL: one JSON object per line (a Tweet or NewsArticle record, or a raw NewsAPI article).
 CSV: a header row naming the record fields (`id,text,created_at,...`; list fields such as
@@ -26,10 +26,11 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-
 from streamapp.models import article_id
-from streamapp.settings import Settings, load_settings
+from streamapp.settings import Settings
+from streamapp.sources.base import RecordOutput, Source
+from streamapp.sources.output import KafkaOutput
+from streamapp.sources.runner import main_for
 from streamapp.topics import ensure_topics
 
 
@@ -60,8 +61,8 @@ def count_lines(path: Path) -> int:
     return n - 1 if path.suffix.lower() == ".csv" and n else n
 
 
-def _rows(path: Path, result: ReplayResult) -> Iterator[tuple[int, dict | None]]:
-    """(line number, object or None if unreadable) for JSONL and CSV files."""
+def _rows(path: Path, result: ReplayResult) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for JSONL and CSV files; unreadable lines are reported."""
     with open(path, encoding="utf-8", newline="") as fh:
         if path.suffix.lower() == ".csv":
             reader = csv.DictReader(fh)
@@ -129,6 +130,73 @@ class Progress:
         print(f"\r{line}", end="", file=sys.stderr, flush=True)
 
 
+class ReplaySource(Source):
+    """Sends the lines of files to the input topics as they are (the worker validates them
+    and dead-letters what is wrong), optionally paced and re-stamped."""
+
+    name = "replay"
+
+    def __init__(
+        self,
+        files: list[Path],
+        *,
+        kind: str | None = None,
+        rate: float | None = None,
+        restamp: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.files = files
+        self.kind = kind
+        self.rate = rate
+        self.restamp = restamp
+        self.progress = progress
+        self.result = ReplayResult()
+        self._stop = asyncio.Event()
+
+    async def run(self, out: RecordOutput) -> None:
+        result = self.result
+        started = time.monotonic()
+        bar = Progress(
+            sum(count_lines(p) for p in self.files) if self.progress else None, self.progress
+        )
+        for path in self.files:
+            k = kind_for(path, self.kind)
+            for key, obj in read_lines(path, k, result):
+                if self._stop.is_set():
+                    break
+                if self.restamp:
+                    stamp = datetime.now(UTC).isoformat()
+                    if k == "tweets":
+                        obj["created_at"] = stamp
+                    elif "publishedAt" in obj:  # raw NewsAPI shape
+                        obj["publishedAt"] = stamp
+                    else:
+                        obj["published_at"] = stamp
+                await out.send_json(k, key, obj)
+                result.sent += 1
+                if self.rate:
+                    # Pace against the start time, so pauses do not accumulate drift.
+                    ahead = result.sent / self.rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+                bar.update(result.sent + result.skipped)
+        await out.flush()  # every message acknowledged by the broker
+        bar.update(result.sent + result.skipped, force=True)
+        if self.progress:
+            elapsed = time.monotonic() - started
+            print(
+                f"\nsent {result.sent} messages in {elapsed:.1f}s, "
+                f"skipped {result.skipped} bad lines",
+                file=sys.stderr,
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def counters(self) -> dict[str, int]:
+        return {"sent": self.result.sent, "skipped": self.result.skipped}
+
+
 async def replay(
     files: list[Path],
     settings: Settings,
@@ -138,54 +206,21 @@ async def replay(
     restamp: bool = False,
     progress: bool = True,
 ) -> ReplayResult:
+    """Replay `files` with a Kafka output of its own (for scripts and benchmarks)."""
     await ensure_topics(settings)
-    result = ReplayResult()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.broker_urls, acks="all", linger_ms=5, enable_idempotence=True
-    )
-    await producer.start()
-    started = time.monotonic()
-    bar = Progress(sum(count_lines(p) for p in files) if progress else None, progress)
+    source = ReplaySource(files, kind=kind, rate=rate, restamp=restamp, progress=progress)
+    out = KafkaOutput(settings)
+    await out.start()
     try:
-        pending = []
-        for path in files:
-            k = kind_for(path, kind)
-            topic = settings.news_topic if k == "news" else settings.tweets_topic
-            for key, obj in read_lines(path, k, result):
-                if restamp:
-                    stamp = datetime.now(UTC).isoformat()
-                    if k == "tweets":
-                        obj["created_at"] = stamp
-                    elif "publishedAt" in obj:  # raw NewsAPI shape
-                        obj["publishedAt"] = stamp
-                    else:
-                        obj["published_at"] = stamp
-                pending.append(
-                    await producer.send(topic, json.dumps(obj).encode(), key=key.encode())
-                )
-                result.sent += 1
-                if rate:
-                    # Pace against the start time, so pauses do not accumulate drift.
-                    ahead = result.sent / rate - (time.monotonic() - started)
-                    if ahead > 0:
-                        await asyncio.sleep(ahead)
-                bar.update(result.sent + result.skipped)
-        await asyncio.gather(*pending)  # every message acknowledged by the broker
-        bar.update(result.sent + result.skipped, force=True)
+        await source.run(out)
     finally:
-        await producer.stop()
-    if progress:
-        elapsed = time.monotonic() - started
-        print(
-            f"\nsent {result.sent} messages in {elapsed:.1f}s, skipped {result.skipped} bad lines",
-            file=sys.stderr,
-        )
-    return result
+        await out.stop()
+    return source.result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m streamapp.replay", description=__doc__.splitlines()[0]
+        prog="python -m streamapp.sources replay", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "files", nargs="*", type=Path, help="JSONL or CSV files (default: the bundled sample)"
@@ -200,10 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     for path in files:
         if not path.is_file():
             parser.error(f"no such file: {path}")
-    result = asyncio.run(
-        replay(files, load_settings(), kind=args.kind, rate=args.rate, restamp=args.restamp)
-    )
-    return 0 if result.sent else 1
+    source = ReplaySource(files, kind=args.kind, rate=args.rate, restamp=args.restamp)
+    code = main_for("replay", lambda: source, settings_error=str)
+    return code or (0 if source.result.sent else 1)
 
 
 if __name__ == "__main__":
