@@ -12,14 +12,15 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from faust.types import EventT
 
 from streamapp.classifiers.routing import Router
-from streamapp.counting import Position, batch_counts, last_per_id
+from streamapp.counting import Count, Position, batch_counts, last_per_id
 from streamapp.decoding import DecodeFailure, decode
 from streamapp.language import LanguageDetector, normalise_code
 from streamapp.models import (
@@ -33,9 +34,25 @@ from streamapp.models import (
 from streamapp.settings import Settings
 from streamapp.sinks.base import DeadLetterSink, DocumentSink
 from streamapp.sinks.deadletter import dead_letter_for
-from streamapp.tables import Tables
 
 log = logging.getLogger(__name__)
+
+
+class BatchCounter(Protocol):
+    """Where a batch's counts go (`tables.Tables` in the worker)."""
+
+    def apply(
+        self,
+        sentiment: Sequence[Count],
+        hate: Sequence[Count],
+        events_by_partition: Mapping[tuple[str, int], EventT],
+    ) -> Sequence[Any]:
+        """Apply the counts (idempotently, by offset watermark); return the pending writes."""
+        ...
+
+    async def confirm(self, writes: Sequence[Any]) -> None:
+        """Return once `writes` are durable; raise (after re-sending) if some failed."""
+        ...
 
 
 @dataclass
@@ -76,7 +93,7 @@ class Pipeline:
         sink: DocumentSink,
         router: Router,
         dead_letters: DeadLetterSink,
-        tables: Tables,
+        tables: BatchCounter,
         detector: LanguageDetector | None = None,
     ) -> None:
         self.model = model
