@@ -38,8 +38,13 @@ def register_agents(
         take = stream.noack_take  # type: ignore[attr-defined]
         async for events in take(settings.batch_size, within=settings.batch_timeout):
             admitted = sequencer.admit(events)
-            if admitted.process:
-                await pipeline.process(admitted.process)
+            if admitted.process and not await runtime.unless_abandoned(
+                pipeline.process(admitted.process)
+            ):
+                # Stopping: leave the batch unacked (not committed, delivered again after
+                # the restart) and let Faust stop without waiting for it.
+                sequencer.release(events)
+                return
             for event in (*admitted.process, *admitted.duplicates):
                 await stream.ack(event)
 

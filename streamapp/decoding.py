@@ -45,6 +45,8 @@ def decode(
         data = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         return DecodeFailure("invalid_json", f"not valid UTF-8 JSON: {exc}")
+    except RecursionError:
+        return DecodeFailure("invalid_json", "JSON nested too deeply to parse")
     if not isinstance(data, dict):
         return DecodeFailure("invalid_json", f"expected a JSON object, got {type(data).__name__}")
     data.pop("__faust", None)
@@ -88,6 +90,15 @@ def _check(model_name: str, name: str, annotation: Any, value: Any) -> None:
     if annotation is str:
         if not isinstance(value, str):
             raise SchemaError(f"{where} must be a string, got {type(value).__name__}")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 encoder
+                # (Elasticsearch's client, Kafka's dead-letter record) accepts.
+                raise SchemaError(
+                    f"{where} is not valid Unicode: lone surrogate at position {exc.start}"
+                ) from None
         if name == "id" and not value.strip():
             raise SchemaError(f"{where} must not be empty")
         if name == "source" and not _SOURCE.match(value):

@@ -38,6 +38,8 @@ class WorkerParts:
     sequencer: OffsetSequencer
     #: The runtime's sink, for the views that search Elasticsearch directly.
     sink: ElasticsearchSink
+    #: The consumer's assignment and offsets, for /health/.
+    positions: ConsumerPositions
 
 
 class StreamApp(faust.App):
@@ -46,6 +48,12 @@ class StreamApp(faust.App):
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings.app_id, **kwargs)
         self.config = settings
+
+    async def on_stop(self) -> None:
+        # First: batches in progress let go, so that Faust's wait for unacked messages (in
+        # `super().on_stop()`) does not wait out a dependency's outage.
+        self.parts.runtime.abandon()
+        await super().on_stop()
 
     async def on_start(self) -> None:
         # Input topics are not Faust-internal, so Faust never creates them; a producer that
@@ -88,14 +96,15 @@ def create_app(settings: Settings) -> StreamApp:
     runtime = Runtime(
         settings,
         sink=sink,
-        dead_letters=DeadLetterQueue(topics.dead_letter),
+        dead_letters=DeadLetterQueue(topics.dead_letter, settings.dead_letter_max_bytes),
         tables=tables,
         loop=app.loop,
         beacon=app.beacon,
     )
     app.service(runtime)  # type: ignore[arg-type] # an instance is started as it is
-    sequencer = OffsetSequencer(ConsumerPositions(app))
-    app.parts = WorkerParts(settings, topics, tables, runtime, sequencer, sink)
+    positions = ConsumerPositions(app)
+    sequencer = OffsetSequencer(positions)
+    app.parts = WorkerParts(settings, topics, tables, runtime, sequencer, sink, positions)
 
     register_agents(
         app,

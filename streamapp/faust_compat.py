@@ -59,6 +59,21 @@ class ConsumerPositions:
         """Stop waiting for `message` to be acked: it will be delivered again."""
         self.app.consumer._unacked_messages.discard(message)  # type: ignore[attr-defined]
 
+    def assignment(self) -> set[TP]:
+        """The partitions assigned to this worker (empty before the consumer runs)."""
+        try:
+            return set(self.app.consumer.assignment())
+        except Exception:  # not started, or between assignments
+            return set()
+
+    def highwater(self, tp: TP) -> int | None:
+        """The partition's end offset as of the last fetch (None before one)."""
+        try:
+            value = self.app.consumer.highwater(tp)
+        except Exception:  # not assigned (any more), or the consumer is not running
+            return None
+        return None if value is None else int(value)
+
     async def seek(self, offsets: Mapping[TP, int]) -> None:
         await self.app.consumer.seek_wait(dict(offsets))
 

@@ -231,4 +231,7 @@ class DeadLetter(faust.Record, serializer="json"):
     value_b64: str
     size: int
     failed_at: str
-    stage: str  # decode | index
+    stage: str  # decode | index | process
+    # True when `value_b64` (or `key`) holds only the start of the original: a dead letter
+    # must fit the producer's request size; `size` is always the original's.
+    truncated: bool = False

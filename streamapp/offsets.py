@@ -161,6 +161,19 @@ class OffsetSequencer:
             r.seeks += 1
         self.seeks += len(due)
 
+    def release(self, events: Sequence[EventT]) -> None:
+        """Give up on `events` unprocessed: they will be delivered again (after a restart
+        or a new assignment), so Faust must not wait for their acks."""
+        for event in events:
+            self.consumer.forget(event.message)
+        # Whatever comes next for these partitions starts from the committed offsets again.
+        self._expected.clear()
+        self._repairs.clear()
+
+    def next_offset(self, tp: TP) -> int | None:
+        """The next offset of `tp` the agent will process (None before its first batch)."""
+        return self._expected.get(tp)
+
     def as_dict(self) -> dict[str, int]:
         return {
             "seeks": self.seeks,

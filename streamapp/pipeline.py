@@ -17,11 +17,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from elastic_transport import TransportError
+from elasticsearch import ApiError
+from faust.exceptions import ProducerSendError
 from faust.types import EventT
 
 from streamapp.classifiers.routing import Router
 from streamapp.counting import Count, Position, batch_counts, last_per_id
 from streamapp.decoding import DecodeFailure, decode
+from streamapp.errors import DependencyError
 from streamapp.language import LanguageDetector, normalise_code
 from streamapp.models import (
     DeadLetter,
@@ -46,12 +51,14 @@ class BatchCounter(Protocol):
         sentiment: Sequence[Count],
         hate: Sequence[Count],
         events_by_partition: Mapping[tuple[str, int], EventT],
-    ) -> Sequence[Any]:
-        """Apply the counts (idempotently, by offset watermark); return the pending writes."""
+    ) -> list[Any]:
+        """Apply the counts (idempotently, by offset watermark); return the writes that make
+        them durable."""
         ...
 
-    async def confirm(self, writes: Sequence[Any]) -> None:
-        """Return once `writes` are durable; raise (after re-sending) if some failed."""
+    async def confirm(self, writes: list[Any]) -> None:
+        """Make `writes` durable, removing each from the list once it is; raise if some are
+        left (the caller retries with the same list)."""
         ...
 
 
@@ -65,6 +72,10 @@ class Stats:
     retries: int = 0
     last_batch_at: float | None = None
     last_error: str | None = None
+    # The batch being processed now: since when (wall clock), and the Kafka timestamp of its
+    # oldest message. None between batches.
+    batch_started_at: float | None = None
+    batch_oldest_timestamp: float | None = None
     by_reason: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
@@ -78,6 +89,7 @@ class Stats:
             "retries": self.retries,
             "last_batch_at": self.last_batch_at,
             "last_error": self.last_error,
+            "batch_started_at": self.batch_started_at,
         }
 
 
@@ -105,13 +117,38 @@ class Pipeline:
         self.dead_letters = dead_letters
         self.tables = tables
         self.stats = Stats()
+        # Table writes of the current batch not yet confirmed: a retry of the batch applies
+        # nothing new (the watermarks have it), so it must finish confirming these.
+        self._unconfirmed: list[Any] = []
 
     async def process(self, events: Sequence[EventT]) -> None:
-        """Process a batch, retrying until it succeeds (backpressure, never loss)."""
+        """Process a batch until every message is indexed or dead-lettered (see `_process`);
+        meanwhile `stats` says since when, for `/health/`."""
+        self.stats.batch_started_at = time.time()
+        self.stats.batch_oldest_timestamp = min(e.message.timestamp for e in events)
+        try:
+            await self._process(events)
+        finally:
+            self.stats.batch_started_at = self.stats.batch_oldest_timestamp = None
+
+    async def _process(self, events: Sequence[EventT]) -> None:
+        """Process a batch until every message is indexed or dead-lettered.
+
+        A dependency failing as a whole (`is_dependency_failure`) retries the batch with
+        backoff for as long as it takes: backpressure, never loss. Any other error is blamed
+        on the input: the batch is split in halves, processed in offset order, until the
+        message that fails is alone; after `poison_attempts` tries it goes to the dead-letter
+        topic with the error, and the partition moves on.
+        """
         delay = self.settings.retry_initial
+        failures = 0
+        poison: BaseException | None = None
         while True:
             try:
-                await self._process_once(events)
+                if poison is None:
+                    await self._process_once(events)
+                else:
+                    await self._dead_letter_poison(events[0], poison)
                 self.stats.last_error = None
                 return
             except asyncio.CancelledError:
@@ -119,14 +156,49 @@ class Pipeline:
             except Exception as exc:
                 self.stats.retries += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                log.exception(
-                    "batch of %d from %s failed; retrying in %.1fs",
+                if poison is None and not is_dependency_failure(exc):
+                    if len(events) > 1:
+                        log.warning(
+                            "batch of %d from %s failed on its input (%s: %s); splitting it",
+                            len(events),
+                            events[0].message.topic,
+                            type(exc).__name__,
+                            str(exc)[:200],
+                        )
+                        half = len(events) // 2
+                        # In order: the tables' watermarks skip offsets below what was counted.
+                        await self._process(events[:half])
+                        await self._process(events[half:])
+                        return
+                    failures += 1
+                    if failures >= self.settings.poison_attempts:
+                        poison = exc
+                        continue
+                log.warning(
+                    "batch of %d from %s failed (%s: %s); retrying in %.1fs",
                     len(events),
                     events[0].message.topic,
+                    type(exc).__name__,
+                    str(exc)[:300],
                     delay,
+                    exc_info=not is_dependency_failure(exc),
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max)
+
+    async def _dead_letter_poison(self, event: EventT, exc: BaseException) -> None:
+        letter = dead_letter_for(
+            event,
+            reason="processing_failed",
+            error=f"{type(exc).__name__}: {exc}",
+            stage="process",
+        )
+        await self.dead_letters.publish([letter])
+        self.stats.batches += 1
+        self.stats.received += 1
+        self.stats.dead_lettered += 1
+        self.stats.by_reason[letter.reason] += 1
+        self.stats.last_batch_at = time.time()
 
     async def _process_once(self, events: Sequence[EventT]) -> None:
         letters: list[DeadLetter] = []
@@ -180,10 +252,10 @@ class Pipeline:
             [(doc, message_position(e), e.message.timestamp) for doc, e in indexed], seen
         )
         events_by_partition = {(e.message.topic, e.message.partition): e for _, e in indexed}
-        writes = self.tables.apply(batch.sentiment, batch.hate, events_by_partition)
+        self._unconfirmed += self.tables.apply(batch.sentiment, batch.hate, events_by_partition)
         # Before the caller acks: the offsets committed later must never be ahead of the
         # table state the broker holds (see streamapp.tables).
-        await self.tables.confirm(writes)
+        await self.tables.confirm(self._unconfirmed)
 
         self.stats.batches += 1
         self.stats.received += len(events)
@@ -208,6 +280,22 @@ class Pipeline:
                     langs[i] = lang
                     detected[i] = True
         return langs, detected
+
+
+def is_dependency_failure(exc: BaseException) -> bool:
+    """True when `exc` says a dependency as a whole is failing (see `streamapp.errors`)."""
+    if isinstance(exc, MessageSizeTooLargeError):
+        return False  # one message too large: its own fault
+    return isinstance(
+        exc,
+        DependencyError
+        | KafkaError
+        | ProducerSendError
+        | ApiError
+        | TransportError
+        | ConnectionError
+        | TimeoutError,
+    )
 
 
 def message_position(event: EventT) -> Position:

@@ -10,7 +10,10 @@ the worker's web server answers `/health/` ("starting") meanwhile and the agents
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import Awaitable
 from typing import Any
 
 from mode import Service
@@ -49,6 +52,8 @@ class Runtime(Service):
         self.routers: dict[str, Router] = {}
         self.pipelines: dict[str, Pipeline] = {}
         self._ready = asyncio.Event()
+        self.ready_at: float | None = None
+        self._abandon = asyncio.Event()
 
     @property
     def ready(self) -> bool:
@@ -88,12 +93,41 @@ class Runtime(Service):
                 detector=detector,
             )
             log.info("%s: classifier %s %s", kind, router.primary.name, router.primary.version)
+        self.ready_at = time.time()
         self._ready.set()
 
     async def pipeline(self, kind: str) -> Pipeline:
         """The pipeline of `tweets` or `news`, once everything it needs is up."""
         await self._ready.wait()
         return self.pipelines[kind]
+
+    def abandon(self) -> None:
+        """The worker is stopping: batches in progress stop where they are (unacked, so
+        never committed; they are delivered again after the restart)."""
+        self._abandon.set()
+
+    async def unless_abandoned(self, work: Awaitable[None]) -> bool:
+        """Run `work`; False if the worker began to stop first (`work` is then cancelled).
+
+        Without this, a batch retrying against a dependency that is down would hold the
+        shutdown for as long as the outage lasts: Faust waits for every delivered message to
+        be acked before it stops.
+        """
+        if self._abandon.is_set():
+            return False
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self._abandon.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if task.done():
+            task.result()  # its exception, if any
+            return True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
 
     async def on_stop(self) -> None:
         for clf in self.classifiers.values():

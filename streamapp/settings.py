@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     table_store: str = Field("rocksdb://", description="Faust table store: rocksdb:// or memory://")
     topic_partitions: int = Field(4, ge=1, le=1024, description="partitions of input topics")
     topic_replication: int = Field(1, ge=1, description="replication factor of created topics")
-    broker_session_timeout: float = Field(30.0, gt=0)
+    # Also how long a killed worker's partitions wait before a rebalance hands them on.
+    broker_session_timeout: float = Field(10.0, gt=0)
     broker_heartbeat_interval: float = Field(3.0, gt=0)
     commit_interval: float = Field(2.0, gt=0, description="seconds between offset commits")
 
@@ -56,6 +57,18 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         256 * 1024, ge=1024, description="larger messages go to the dead-letter topic"
     )
+    poison_attempts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="tries of a message that fails on its own before it is dead-lettered",
+    )
+    dead_letter_max_bytes: int = Field(
+        900_000,
+        ge=10_000,
+        description="larger dead letters carry a truncated copy of the message (keep it "
+        "under the producer's and the topic's message size limits)",
+    )
     classifier: Backend = Field("offline", description="backend for both topics")
     tweets_classifier: Backend | None = Field(None, description="overrides CLASSIFIER for tweets")
     news_classifier: Backend | None = Field(None, description="overrides CLASSIFIER for news")
@@ -68,6 +81,12 @@ class Settings(BaseSettings):
         "", description="comma-separated ISO 639-1 codes to classify; empty = all"
     )
     detect_language: bool = Field(True, description="detect the language when a source omits it")
+
+    changelog_confirm_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a batch waits for its table changelog writes before it is retried",
+    )
 
     # -- windowed tables -------------------------------------------------------
     window_size: float = Field(60.0, gt=0, description="tumbling window size, seconds")
@@ -88,6 +107,13 @@ class Settings(BaseSettings):
     index_replicas: int = Field(0, ge=0)
     retry_initial: float = Field(0.5, gt=0, description="first retry delay when ES is down")
     retry_max: float = Field(30.0, gt=0, description="largest retry delay when ES is down")
+
+    health_stall_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="/health/ turns 503 when an agent holds one batch, or takes none while "
+        "messages wait, for longer than this",
+    )
 
     # -- web server ----------------------------------------------------------
     web_host: str = "127.0.0.1"
@@ -164,6 +190,15 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}DEAD_LETTER_TOPIC must differ"
             )
         return self
+
+    @property
+    def broker_addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of each bootstrap server."""
+        out = []
+        for part in self.broker_urls.split(","):
+            host, _, port = part.strip().rpartition(":")
+            out.append((host, int(port)))
+        return out
 
     @property
     def broker_urls(self) -> str:

@@ -10,8 +10,8 @@ with offset watermarks), is pure code in `counting.py`; this module stores it.
 The watermark argument needs the changelog to be at least as far as the committed source
 offsets. Faust's own pre-commit flush gives up after 0.1 s per message, so the pipeline
 awaits `Tables.confirm()` — every changelog write *of its own batch* acknowledged by the
-broker — before it acks the batch. Writes are collected per call of `apply` (which never
-awaits), so two agents can never take, or ack on, each other's writes.
+broker, within a bounded time — before it acks the batch. Writes are collected per call of
+`apply` (which never awaits), so two agents can never take, or ack on, each other's writes.
 """
 
 from __future__ import annotations
@@ -37,27 +37,40 @@ from streamapp.counting import (
     apply_counts,
     summarise,
 )
+from streamapp.errors import DependencyError
 from streamapp.faust_compat import current_event
 from streamapp.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class ChangelogNotConfirmed(RuntimeError):
-    """Some changelog writes failed; they were sent again and the batch must be retried."""
+class ChangelogNotConfirmed(DependencyError):
+    """Some changelog writes failed or are still pending; the batch must be retried (the
+    writes stay in the caller's list and are published again or awaited again)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class ChangelogWrite:
+    """One table change to publish to its changelog: whole state, not a delta."""
+
     table: CountTable
     key: Any
     partition: int | None
     value: Any
-    future: FutureMessage
+    pending: FutureMessage
+    published: bool = False
 
 
 class CountTable(faust.Table):
-    """A Faust table whose changelog writes can be collected and awaited."""
+    """A Faust table whose batch writes are published and awaited by `confirm`, not by
+    Faust's producer buffer.
+
+    Why not the buffer: its one draining task sends each buffered message in turn and dies at
+    the first send that raises (a metadata timeout under a burst, say), after which nothing
+    else it holds is ever sent and whatever waits for those writes waits forever. That is how
+    a 40,000-message burst hung the worker. `confirm` publishes the writes itself, in order,
+    and sees every error.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -66,10 +79,25 @@ class CountTable(faust.Table):
     def send_changelog(
         self, partition: int | None, key: Any, value: Any, *args: Any, **kwargs: Any
     ) -> FutureMessage:
-        fut = super().send_changelog(partition, key, value, *args, **kwargs)
-        if self._recording is not None:
-            self._recording.append(ChangelogWrite(self, key, partition, value, fut))
-        return fut
+        if self._recording is None:
+            # Faust's own writes (expired windows removed by its cleanup timer).
+            return super().send_changelog(partition, key, value, *args, **kwargs)
+        write = self._changelog_write(partition, key, value)
+        self._recording.append(write)
+        return write.pending
+
+    def _changelog_write(self, partition: int | None, key: Any, value: Any) -> ChangelogWrite:
+        pending = self.changelog_topic.as_future_message(
+            key=key,
+            value=value,
+            partition=partition,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            # Faust records the changelog offset a store holds on delivery.
+            callback=self._on_changelog_sent,
+            eager_partitioning=True,
+        )
+        return ChangelogWrite(self, key, partition, value, pending)
 
     @contextmanager
     def recording(self, into: list[ChangelogWrite]) -> Iterator[None]:
@@ -81,24 +109,48 @@ class CountTable(faust.Table):
             self._recording = None
 
 
-async def confirm(writes: Sequence[ChangelogWrite]) -> None:
-    """Wait for `writes`; re-send the newest value of each key whose write failed, and raise
-    so the batch is retried."""
+async def confirm(writes: list[ChangelogWrite], wait_seconds: float) -> None:
+    """Publish `writes` in order and wait up to `wait_seconds` for the broker to have them.
+
+    Confirmed writes are removed from the list. If some failed or are still pending after
+    `wait_seconds`, they stay in it (failed ones re-armed to be published again, pending ones to be
+    awaited again: never re-sent while the first send may still land, which could put an
+    older state after a newer one) and ChangelogNotConfirmed is raised; the caller retries
+    with the same list.
+    """
     if not writes:
         return
-    results = await asyncio.gather(*(w.future for w in writes), return_exceptions=True)
-    # Values are whole states, not deltas: only the newest write of a key matters, and it is
-    # re-sent only if it is the one that failed.
-    newest: dict[tuple[str, Any], tuple[ChangelogWrite, BaseException | None]] = {}
-    for write, result in zip(writes, results, strict=True):
-        error = result if isinstance(result, BaseException) else None
-        newest[(write.table.name, write.key)] = (write, error)
-    failed = [(w, e) for w, e in newest.values() if e is not None]
-    if not failed:
-        return
-    for write, _ in failed:
-        write.table.send_changelog(write.partition, write.key, write.value)
-    raise ChangelogNotConfirmed(f"{len(failed)} changelog writes failed: {failed[0][1]!r}")
+    # Values are whole states: of several writes to a key only the newest matters.
+    newest: dict[tuple[str, Any], ChangelogWrite] = {}
+    for write in writes:
+        newest[(write.table.name, repr(write.key))] = write
+    writes[:] = [w for w in writes if newest[(w.table.name, repr(w.key))] is w]
+    errors: list[BaseException] = []
+    for write in writes:
+        if write.published:
+            continue
+        try:
+            await write.table.changelog_topic.publish_message(write.pending, wait=False)
+            write.published = True
+        except Exception as exc:  # the producer refused it: try again with the batch
+            errors.append(exc)
+            break  # keep the order: nothing after a write that could not be queued
+    waiting = [w.pending for w in writes if w.published and not w.pending.done()]
+    if waiting:
+        await asyncio.wait(waiting, timeout=wait_seconds)
+    remaining: list[ChangelogWrite] = []
+    for write in writes:
+        if not write.published or not write.pending.done():
+            remaining.append(write)
+        elif write.pending.exception() is not None:
+            errors.append(write.pending.exception())  # type: ignore[arg-type]
+            remaining.append(write.table._changelog_write(write.partition, write.key, write.value))
+    writes[:] = remaining
+    if remaining:
+        cause = f": {errors[0]!r}" if errors else f" within {wait_seconds:.0f}s"
+        raise ChangelogNotConfirmed(
+            f"{len(remaining)} changelog writes not confirmed{cause}; retrying the batch"
+        )
 
 
 class _TableStore:
@@ -188,6 +240,8 @@ class Tables:
 
     sentiment: dict[str, WindowedCounter]  # by window kind: tumbling | hopping
     hate: dict[str, WindowedCounter]
+    #: Seconds to wait for a batch's changelog writes before retrying the batch.
+    confirm_timeout: float = 30.0
 
     @property
     def all(self) -> tuple[WindowedCounter, ...]:
@@ -200,7 +254,8 @@ class Tables:
         events_by_partition: Mapping[tuple[str, int], EventT],
     ) -> list[ChangelogWrite]:
         """Apply one batch's counts to every table; return its changelog writes, for
-        `confirm` (this never awaits, so the writes are exactly this batch's)."""
+        `confirm` (this never awaits, so the writes are exactly this batch's: two agents
+        never wait on, or ack with, each other's)."""
         writes: list[ChangelogWrite] = []
         for counter in self.sentiment.values():
             counter.apply(sentiment, events_by_partition, writes)
@@ -208,9 +263,9 @@ class Tables:
             counter.apply(hate, events_by_partition, writes)
         return writes
 
-    async def confirm(self, writes: Sequence[ChangelogWrite]) -> None:
-        """Return once the broker has `writes` (raise if one failed; it is re-sent)."""
-        await confirm(writes)
+    async def confirm(self, writes: list[ChangelogWrite]) -> None:
+        """Return once the broker has `writes`; see `confirm`."""
+        await confirm(writes, self.confirm_timeout)
 
 
 def declare_tables(app: AppT, settings: Settings) -> Tables:
@@ -233,6 +288,7 @@ def declare_tables(app: AppT, settings: Settings) -> Tables:
     sentiment_help = "sentiment counts per source and label"
     hate_help = "hate counts per source and category"
     return Tables(
+        confirm_timeout=settings.changelog_confirm_timeout,
         sentiment={
             "tumbling": WindowedCounter(
                 "sentiment-tumbling",

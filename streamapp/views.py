@@ -11,6 +11,7 @@ a stream). Each worker serves the partitions it owns; with one worker that is ev
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from faust.types import AppT
 from faust.web import Request, Response, View
 
+from streamapp.health import AgentProgress, any_reachable, assess
 from streamapp.tables import WindowedCounter
 
 if TYPE_CHECKING:
@@ -148,23 +150,56 @@ class HealthView(View):
         if (body := stopping_body(self.app)) is not None:
             return self.json(body, status=503)
         parts = parts_of(self)
-        runtime = parts.runtime
-        es_ok = await runtime.sink.healthy()
+        runtime, settings = parts.runtime, parts.settings
+        es_ok, kafka_ok = await asyncio.gather(
+            runtime.sink.healthy(), any_reachable(settings.broker_addresses)
+        )
         failing = [n for n, p in runtime.pipelines.items() if p.stats.last_error]
-        if not runtime.ready:
-            status = "starting"
-        elif not es_ok or failing:
-            status = "degraded"
-        else:
-            status = "ok"
+        now = time.time()
+        status, problems, agents = assess(
+            ready=runtime.ready,
+            kafka_reachable=kafka_ok,
+            elasticsearch_reachable=es_ok,
+            agents={kind: agent_progress(parts, kind) for kind in runtime.pipelines},
+            now=now,
+            started_at=runtime.ready_at or now,
+            stall_seconds=settings.health_stall_seconds,
+        )
         body = {
             "status": status,
-            "app": parts.settings.app_id,
+            "problems": problems,
+            "app": settings.app_id,
+            "kafka_reachable": kafka_ok,
             "elasticsearch_reachable": es_ok,
             "failing_pipelines": failing,
+            "agents": agents,
             **stats(parts),
         }
         return self.json(body, status=200 if status == "ok" else 503)
+
+
+def agent_progress(parts: WorkerParts, kind: str) -> AgentProgress:
+    """The progress of the agent reading `kind` (tweets or news) on this worker."""
+    topic = parts.settings.tweets_topic if kind == "tweets" else parts.settings.news_topic
+    lag, known = 0, False
+    for tp in parts.positions.assignment():
+        if tp.topic != topic:
+            continue
+        end = parts.positions.highwater(tp)
+        nxt = parts.sequencer.next_offset(tp)
+        if nxt is None:
+            nxt = parts.positions.committed(tp)
+        if end is not None and nxt is not None:  # else not fetched or not started yet
+            known = True
+            lag += max(0, end - nxt)
+    stats = parts.runtime.pipelines[kind].stats
+    return AgentProgress(
+        lag=lag if known else None,
+        batch_started_at=stats.batch_started_at,
+        batch_oldest_timestamp=stats.batch_oldest_timestamp,
+        last_batch_at=stats.last_batch_at,
+        failing=stats.last_error is not None,
+    )
 
 
 def register_views(app: AppT) -> None:

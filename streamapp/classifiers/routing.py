@@ -19,11 +19,18 @@ from collections.abc import Sequence
 from typing import Literal
 
 from streamapp.classifiers.base import Classifier, PartialFailure
+from streamapp.errors import DependencyError
 from streamapp.models import Analysis
 
 log = logging.getLogger(__name__)
 
 UNCLASSIFIED = "unclassified"
+
+
+class BackendUnavailable(DependencyError):
+    """The configured backend failed and `STREAMAPP_CLASSIFIER_FALLBACK=wait`: retry the
+    batch, consuming nothing meanwhile."""
+
 
 FallbackMode = Literal["offline", "wait"]
 
@@ -90,16 +97,20 @@ class Router:
                 ):
                     results[i] = a
             except PartialFailure as exc:
-                if self.fallback is None or self.mode == "wait":
+                if self.fallback is None:
                     raise
+                if self.mode == "wait":
+                    raise BackendUnavailable(f"{self.primary.name}: {exc}") from exc
                 for j, partial in enumerate(exc.results):
                     if partial is None:
                         to_fallback[to_primary[j]] = f"{self.primary.name}: {exc.reasons[j]}"
                     else:
                         results[to_primary[j]] = partial
             except Exception as exc:
-                if self.fallback is None or self.mode == "wait":
-                    raise
+                if self.fallback is None:
+                    raise  # the offline model failing on its own input: the message's fault
+                if self.mode == "wait":
+                    raise BackendUnavailable(f"{self.primary.name}: {exc!r}") from exc
                 log.warning(
                     "%s failed for %d texts (%s); classifying them offline",
                     self.primary.name,

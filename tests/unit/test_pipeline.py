@@ -14,10 +14,12 @@ import pytest
 from streamapp.classifiers.base import Classifier, Langs
 from streamapp.classifiers.routing import Router
 from streamapp.counting import Count, MemoryCountStore, apply_counts, summarise
+from streamapp.errors import DependencyError
 from streamapp.models import Analysis, DeadLetter, Tweet
 from streamapp.pipeline import Pipeline
 from streamapp.settings import load_settings
 from streamapp.sinks.base import Rejection, StoredPosition
+from streamapp.tables import ChangelogNotConfirmed
 
 
 class KeywordClassifier(Classifier):
@@ -25,6 +27,8 @@ class KeywordClassifier(Classifier):
     version = "1"
 
     async def classify(self, texts: Sequence[str], langs: Langs = None) -> list[Analysis]:
+        if any("boom" in t for t in texts):
+            raise ValueError("the model cannot handle this text")
         return [
             Analysis(
                 sentiment_label="negative" if "hate" in t else "neutral",
@@ -45,6 +49,7 @@ class MemorySink:
     def __init__(self, refuse: set[str] | None = None) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
         self.refuse = refuse or set()
+        self.outages = 0  # writes that fail as if Elasticsearch were down
 
     async def setup(self) -> None: ...
 
@@ -58,6 +63,9 @@ class MemorySink:
     async def write(
         self, alias: str, docs: Sequence[tuple[str, dict[str, Any]]]
     ) -> list[Rejection]:
+        if self.outages:
+            self.outages -= 1
+            raise DependencyError("elasticsearch unavailable")
         rejected = []
         for doc_id, doc in docs:
             if doc_id in self.refuse:
@@ -88,25 +96,29 @@ class MemoryTables:
         self.hate = MemoryCountStore()
         self.fail_confirms = 0
         self.confirmed = 0
+        self.pending_at_confirm: list[int] = []
 
     def apply(
         self,
         sentiment: Sequence[Count],
         hate: Sequence[Count],
         events_by_partition: Mapping[tuple[str, int], Any],
-    ) -> list[int]:
+    ) -> list[tuple[str, int]]:
         def ranges(ts: float) -> list[tuple[float, float]]:
             return [(ts - ts % 60, ts - ts % 60 + 60)]
 
-        return [
-            apply_counts(self.sentiment, sentiment, ranges),
-            apply_counts(self.hate, hate, ranges),
+        applied = [
+            ("sentiment", apply_counts(self.sentiment, sentiment, ranges)),
+            ("hate", apply_counts(self.hate, hate, ranges)),
         ]
+        return [(table, n) for table, n in applied if n]
 
-    async def confirm(self, writes: Sequence[Any]) -> None:
+    async def confirm(self, writes: list[Any]) -> None:
+        self.pending_at_confirm.append(len(writes))
         if self.fail_confirms:
             self.fail_confirms -= 1
-            raise RuntimeError("changelog write failed")
+            raise ChangelogNotConfirmed("changelog write failed")
+        writes.clear()
         self.confirmed += 1
 
     def totals(self, store: MemoryCountStore) -> dict[str, int]:
@@ -209,5 +221,53 @@ async def test_a_failed_changelog_confirmation_retries_the_batch_without_double_
     parts.tables.fail_confirms = 2
     await parts.pipeline.process([event(i, tweet(i)) for i in range(3)])
     assert parts.pipeline.stats.retries == 2 and parts.tables.confirmed == 1
+    # The retries applied nothing new but still confirmed the first attempt's writes.
+    assert parts.tables.pending_at_confirm == [2, 2, 2]
     assert parts.tables.totals(parts.tables.hate) == {"messages": 3}
     assert parts.pipeline.stats.indexed == 3 and parts.pipeline.stats.batches == 1
+
+
+async def test_a_message_that_fails_on_its_own_is_dead_lettered_and_the_rest_go_on(
+    parts: Any,
+) -> None:
+    batch = [event(i, tweet(i, "boom" if i == 5 else "fine")) for i in range(8)]
+    await parts.pipeline.process(batch)
+    assert sorted(parts.sink.docs) == [str(i) for i in range(8) if i != 5]
+    [letter] = parts.letters.letters
+    assert (letter.reason, letter.offset, letter.stage) == ("processing_failed", 5, "process")
+    assert "ValueError: the model cannot handle this text" in letter.error
+    assert parts.tables.totals(parts.tables.hate) == {"messages": 7}
+    # Messages after the poisoned one are counted too: halves are processed in order.
+    assert parts.pipeline.stats.dead_lettered == 1 and parts.pipeline.stats.received == 8
+
+
+async def test_a_dependency_failure_retries_and_blames_no_message(parts: Any) -> None:
+    parts.sink.outages = 3
+    await parts.pipeline.process([event(i, tweet(i)) for i in range(4)])
+    assert parts.letters.letters == [] and len(parts.sink.docs) == 4
+    assert parts.pipeline.stats.retries == 3 and parts.pipeline.stats.batches == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "mentions"),
+    [
+        (b"[" * 200_000, "invalid_json", "nested too deeply"),
+        (
+            b'{"id": "\\ud800", "text": "x", "created_at": "2026-12-01T10:00:00Z"}',
+            "schema_violation",
+            "lone surrogate",
+        ),
+        (
+            b'{"id": "1", "text": "a\\udfff", "created_at": "2026-12-01T10:00:00Z"}',
+            "schema_violation",
+            "lone surrogate",
+        ),
+    ],
+)
+async def test_poison_inputs_are_dead_lettered_with_the_reason(
+    parts: Any, value: bytes, reason: str, mentions: str
+) -> None:
+    await parts.pipeline.process([event(0, value), event(1, tweet("ok"))])
+    [letter] = parts.letters.letters
+    assert letter.reason == reason and mentions in letter.error
+    assert list(parts.sink.docs) == ["ok"]

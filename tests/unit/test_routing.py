@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import pytest
 
 from streamapp.classifiers.base import Classifier, Langs, PartialFailure
-from streamapp.classifiers.routing import UNCLASSIFIED, Router
+from streamapp.classifiers.routing import UNCLASSIFIED, BackendUnavailable, Router
 from streamapp.models import Analysis
+from streamapp.pipeline import is_dependency_failure
 
 
 def analysis(by: str, text: str) -> Analysis:
@@ -83,8 +84,11 @@ async def test_backend_down_falls_back_for_the_whole_batch() -> None:
 async def test_wait_mode_raises_so_the_pipeline_retries_the_batch(down: bool) -> None:
     offline = Backend("offline")
     router = Router(Backend("remote", down=down), offline, mode="wait")
-    with pytest.raises((ConnectionError, PartialFailure)):
+    with pytest.raises(BackendUnavailable) as err:
         await router.classify(["good", "fail"], ["en", "en"])
+    assert isinstance(err.value.__cause__, ConnectionError | PartialFailure)
+    # A dependency failure: the pipeline retries the batch rather than blaming a message.
+    assert is_dependency_failure(err.value)
     assert offline.calls == []  # nothing classified behind the user's back
 
 

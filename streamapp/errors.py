@@ -1,0 +1,14 @@
+"""The one distinction the pipeline's error handling rests on.
+
+A `DependencyError` means something the worker depends on as a whole is failing (Kafka,
+Elasticsearch, a remote classifier in `wait` mode): the batch is retried with backoff and
+nothing is consumed meanwhile (backpressure). Any other exception is taken to be caused by
+the input: the batch is split until the message that fails is alone, and that message goes
+to the dead-letter topic, so that no single message can stop a partition.
+"""
+
+from __future__ import annotations
+
+
+class DependencyError(Exception):
+    """A dependency as a whole is unavailable; retry, never blame a message."""
