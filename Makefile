@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test install system-deps services stop status lint bench clean
+.PHONY: run test install system-deps services stop status lint bench chaos clean
 
 # Java and Maven run the local Kafka and Elasticsearch, Chromium the dashboard's browser test;
 # installed from Debian when missing.
@@ -56,6 +56,12 @@ status:
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.pipeline $(BENCH_ARGS)
+
+# The fault suite at full size (40,000-message bursts repeated, larger crash runs); `make test`
+# runs the same scenarios small. Prints a table; figures also in test-artifacts/faults.json.
+chaos: $(STAMP)
+	$(BIN)/python -m devstack fetch
+	STREAMAPP_FAULTS_SCALE=full $(BIN)/python -m pytest -s -ra tests/test_faults.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

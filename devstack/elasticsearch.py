@@ -15,6 +15,7 @@ from pathlib import Path
 from devstack.config import DevstackConfig
 from devstack.process import (
     DevstackError,
+    kill_pid,
     pids_with_arg,
     port_open,
     run_checked,
@@ -189,6 +190,13 @@ class ElasticsearchService:
         for pid in pids_with_arg(str(self.conf)):
             print(f"elasticsearch: stopping a stale node from an earlier run (pid {pid})")
             stop_pid(pid, name="stale elasticsearch")
+
+    def kill(self) -> None:
+        """SIGKILL the node, as a crash would (fault tests); `start` brings it back."""
+        pid = running_pid(self.pid_file)
+        if pid is not None:
+            kill_pid(pid)
+        self.pid_file.unlink(missing_ok=True)
 
     def stop(self) -> None:
         pid = running_pid(self.pid_file)

@@ -11,6 +11,7 @@ from pathlib import Path
 from devstack.config import DevstackConfig
 from devstack.process import (
     DevstackError,
+    kill_pid,
     port_open,
     run_checked,
     running_pid,
@@ -184,6 +185,13 @@ class KafkaService:
         if pid is not None:
             stop_pid(pid, name="kafka")
             print("kafka: stopped")
+        self.pid_file.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would (fault tests); `start` brings it back."""
+        pid = running_pid(self.pid_file)
+        if pid is not None:
+            kill_pid(pid)
         self.pid_file.unlink(missing_ok=True)
 
     def status(self) -> str:

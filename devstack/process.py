@@ -93,6 +93,17 @@ def stop_pid(pid: int, *, timeout: float = 30.0, name: str = "process") -> None:
     _reap(pid)
 
 
+def kill_pid(pid: int, *, timeout: float = 30.0) -> None:
+    """SIGKILL and wait until the process is gone (the fault tests' crash)."""
+    if not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.1)
+
+
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
