@@ -13,6 +13,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -70,10 +71,17 @@ class LinearModel:
     def binary(self) -> bool:
         return len(self.intercepts) == 1
 
-    def decision(self, text: str, dense: Sequence[float] | None = None) -> list[float]:
+    def decision(
+        self,
+        text: str,
+        dense: Sequence[float] | None = None,
+        feats: AbstractSet[str] | None = None,
+    ) -> list[float]:
+        """Scores per label; `feats` are `set(features(text))` when the caller has them
+        already (several models over the same texts extract them once)."""
         scores = list(self.intercepts)
         weights = self.weights
-        for feat in set(features(text)):
+        for feat in set(features(text)) if feats is None else feats:
             w = weights.get(feat)
             if w is not None:
                 for i, wi in enumerate(w):
@@ -87,12 +95,19 @@ class LinearModel:
         return scores
 
     def predict_proba(
-        self, texts: Sequence[str], dense: Sequence[Sequence[float]] | None = None
+        self,
+        texts: Sequence[str],
+        dense: Sequence[Sequence[float]] | None = None,
+        feats: Sequence[AbstractSet[str]] | None = None,
     ) -> list[list[float]]:
         """Per text: [p(positive class)] for binary models, a softmax otherwise."""
         out = []
         for n, text in enumerate(texts):
-            scores = self.decision(text, dense[n] if dense is not None else None)
+            scores = self.decision(
+                text,
+                dense[n] if dense is not None else None,
+                feats[n] if feats is not None else None,
+            )
             if self.binary:
                 out.append([_sigmoid(scores[0])])
             else:

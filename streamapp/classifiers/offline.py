@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streamapp.classifiers.base import Langs, ThreadedClassifier
-from streamapp.classifiers.linear import LinearModel
+from streamapp.classifiers.linear import LinearModel, features
 from streamapp.classifiers.vader import VADER_VERSION, Vader
 from streamapp.models import Analysis
 
@@ -43,9 +43,11 @@ class OfflineClassifier(ThreadedClassifier):
         super().__init__()
 
     def classify_sync(self, texts: Sequence[str], langs: Langs = None) -> list[Analysis]:
-        sent_p = self._sentiment.predict_proba(texts, self._vader.batch(texts))
-        hate_p = self._hate.predict_proba(texts)
-        off_p = self._offensive.predict_proba(texts)
+        # The three heads share their features: extracted once, not once per head.
+        feats = [set(features(t)) for t in texts]
+        sent_p = self._sentiment.predict_proba(texts, self._vader.batch(texts), feats)
+        hate_p = self._hate.predict_proba(texts, feats=feats)
+        off_p = self._offensive.predict_proba(texts, feats=feats)
         labels = self._sentiment.labels
         out = []
         for probs, (ph,), (po,) in zip(sent_p, hate_p, off_p, strict=True):
