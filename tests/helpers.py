@@ -152,6 +152,25 @@ class Worker:
         return self.log_path.read_text(errors="replace")
 
 
+class ListOutput:
+    """A `sources.base.RecordOutput` that keeps what it is given (for source tests that are
+    about the service's wire format, not Kafka)."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+        self.raw: list[tuple[str, str, dict[str, Any]]] = []
+        self.flushes = 0
+
+    async def send(self, record: Any) -> None:
+        self.records.append(record)
+
+    async def send_json(self, kind: str, key: str, obj: dict[str, Any]) -> None:
+        self.raw.append((kind, key, obj))
+
+    async def flush(self) -> None:
+        self.flushes += 1
+
+
 # -- messages --------------------------------------------------------------------------
 
 _SAMPLE = PROJECT_ROOT / "streamapp" / "data" / "sample_tweets.jsonl"
@@ -182,7 +201,7 @@ def make_tweets(n: int, seed: int = 1, prefix: str = "t") -> list[tuple[str, byt
             "rule_tags": [rng.choice(["news", "sports", "politics"])],
             "source": rng.choice(["twitter", "bluesky"]),
         }
-        out.append((tweet["id"], json.dumps(tweet).encode()))
+        out.append((f"{prefix}{seed}-{i}", json.dumps(tweet).encode()))
     return out
 
 

@@ -24,7 +24,7 @@ def tweet(i: int, text: str, lang: str | None) -> tuple[str, bytes]:
         "lang": lang,
         "source": "twitter",
     }
-    return doc["id"], json.dumps(doc).encode()
+    return f"x{i}", json.dumps(doc).encode()
 
 
 def expertai_env(server: ExpertAiServer, **extra: str) -> dict[str, str]:

@@ -175,7 +175,7 @@ async def test_dashboard_shows_live_totals(namespace: Namespace, worker_factory)
             assert len(recent["items"]) == min(20, hateful)
             expected_ids = [item["id"] for item in recent["items"]]
 
-            async def listed() -> list[str] | None:
+            async def listed() -> list[str | None] | None:
                 rows = page.locator("#recent-hateful tbody tr")
                 ids = [await r.get_attribute("data-id") for r in await rows.all()]
                 return ids if ids == expected_ids else None

@@ -78,10 +78,10 @@ def test_objects_are_complete_and_references_resolve() -> None:
     (dashboard,) = by_type("dashboard")
     assert dashboard["attributes"]["title"] == "streamapp — sentiment and hate speech"
     panels = json.loads(dashboard["attributes"]["panelsJSON"])
-    refs = {r["name"]: (r["type"], r["id"]) for r in dashboard["references"]}
+    panel_refs = {r["name"]: (r["type"], r["id"]) for r in dashboard["references"]}
     on_dashboard = set()
     for panel in panels:
-        ref = refs[f"{panel['panelIndex']}:{panel['panelRefName']}"]
+        ref = panel_refs[f"{panel['panelIndex']}:{panel['panelRefName']}"]
         assert ref[0] == panel["type"]
         on_dashboard.add(ref)
     # Every chart and the saved search are on the dashboard.

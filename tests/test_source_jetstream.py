@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Namespace, consume_all
+from helpers import ListOutput, Namespace, consume_all
 from servers.jetstream_server import (
     BASE_TIME_US,
     POST,
@@ -51,16 +51,6 @@ def t(i: int) -> int:
 
 def uri(did: str, rkey: str) -> str:
     return f"at://{did}/{POST}/{rkey}"
-
-
-class ListOutput:
-    """A RecordOutput that keeps what it is given (for tests that never reach Kafka)."""
-
-    def __init__(self) -> None:
-        self.records: list[Tweet] = []
-
-    async def send(self, record: Any) -> None:
-        self.records.append(record)
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Namespace, consume_all
+from helpers import ListOutput, Namespace, consume_all
 from pydantic import ValidationError
 from servers.newsapi_server import NewsApiServer, make_article, removed_article
 
@@ -29,16 +29,6 @@ from streamapp.sources.newsapi import (
 from streamapp.sources.output import KafkaOutput, SourceError
 
 KEY = "0123456789abcdef0123456789abcdef"
-
-
-class ListOutput:
-    """A RecordOutput that keeps what it is given (for tests about requests, not Kafka)."""
-
-    def __init__(self) -> None:
-        self.records: list[NewsArticle] = []
-
-    async def send(self, record: Any) -> None:
-        self.records.append(record)
 
 
 @pytest.fixture(autouse=True)

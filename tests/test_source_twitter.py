@@ -28,7 +28,7 @@ def env(namespace: Namespace, monkeypatch: pytest.MonkeyPatch) -> Namespace:
 
 
 def settings_for(server: TwitterServer, rules: list[dict[str, str]]) -> TwitterSettings:
-    return TwitterSettings(base_url=server.url, rules=rules)  # type: ignore[arg-type]
+    return TwitterSettings(base_url=server.url, rules=rules)
 
 
 def rule_set(server: TwitterServer) -> set[tuple[str, str | None]]:

@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+from transformers import (  # type: ignore[attr-defined] # lazily exported names
+    BertConfig,
+    BertForSequenceClassification,
+    BertTokenizerFast,
+)
 
 # The tiny models' vocabulary; anything else in a text becomes [UNK].
 WORDS_TEXT = (

@@ -196,7 +196,7 @@ class KibanaServer(LocalHTTPServer):
                         }
                     )
                     continue
-                self.store[(space, kind, oid)] = obj
+                self.store[(space, kind, str(oid))] = obj
                 item = {"type": kind, "id": oid, "meta": meta}
                 if exists:
                     item["overwrite"] = True
@@ -258,7 +258,7 @@ def _file_part(content_type: str, body: bytes) -> Message | None:
     )
     if not msg.is_multipart():
         return None
-    for part in msg.iter_parts():  # type: ignore[attr-defined]
+    for part in msg.iter_parts():
         if part.get_param("name", header="content-disposition") == "file":
             return part
     return None

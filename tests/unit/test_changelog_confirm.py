@@ -42,7 +42,7 @@ def table(tmp_path: Path) -> tuple[CountTable, FakeBroker, StreamApp]:
     app = create_app(load_settings(table_store="memory://", data_dir=tmp_path / "data"))
     table = app.parts.tables.hate["tumbling"].table
     broker = FakeBroker()
-    table.changelog_topic.publish_message = broker.publish_message  # type: ignore[method-assign]
+    table.changelog_topic.publish_message = broker.publish_message  # type: ignore[method-assign,assignment]
     return table, broker, app
 
 
@@ -92,7 +92,7 @@ async def test_a_pending_write_is_awaited_again_never_sent_twice(table: Any) -> 
     with pytest.raises(ChangelogNotConfirmed):
         await confirm(writes, wait_seconds=0.05)
     assert len(broker.published) == 1, "not re-sent while the first send may land"
-    writes[0].pending.set_result(None)  # the broker catches up
+    writes[0].pending.set_result(None)  # type: ignore[arg-type] # the broker catches up
     await confirm(writes, wait_seconds=0.05)
     assert writes == []
 

@@ -23,11 +23,14 @@ async def test_offline_classifier_labels_every_text_of_a_batch() -> None:
     finally:
         await clf.close()
     assert len(results) == len(texts)
-    assert results[0].sentiment_label == "positive" and results[0].sentiment_score > 0
-    assert results[1].sentiment_label == "negative" and results[1].sentiment_score < 0
+    scores = [r.sentiment_score for r in results]
+    hate_scores = [r.hate_score for r in results]
+    assert None not in scores and None not in hate_scores
+    assert results[0].sentiment_label == "positive" and (results[0].sentiment_score or 0) > 0
+    assert results[1].sentiment_label == "negative" and (results[1].sentiment_score or 0) < 0
     assert results[2].sentiment_label == "neutral"
     for r in results:
-        assert -1.0 <= r.sentiment_score <= 1.0 and 0.0 <= r.hate_score <= 1.0
+        assert -1.0 <= (r.sentiment_score or 0) <= 1.0 and 0.0 <= (r.hate_score or 0) <= 1.0
         # "hate_speech" is listed exactly when the message is flagged; "offensive" on its own.
         assert r.hate == ("hate_speech" in r.hate_categories)
         assert set(r.hate_categories) <= {"hate_speech", "offensive"}

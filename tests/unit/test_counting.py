@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from streamapp.counting import (
@@ -22,7 +22,7 @@ from streamapp.counting import (
 )
 
 
-def tumbling(size: float = 60.0):  # type: ignore[no-untyped-def]
+def tumbling(size: float = 60.0) -> Callable[[float], list[tuple[float, float]]]:
     def ranges(ts: float) -> list[tuple[float, float]]:
         start = ts - ts % size
         return [(start, start + size - 0.1)]
@@ -30,7 +30,9 @@ def tumbling(size: float = 60.0):  # type: ignore[no-untyped-def]
     return ranges
 
 
-def hopping(size: float = 300.0, step: float = 60.0):  # type: ignore[no-untyped-def]
+def hopping(
+    size: float = 300.0, step: float = 60.0
+) -> Callable[[float], list[tuple[float, float]]]:
     def ranges(ts: float) -> list[tuple[float, float]]:
         last = ts - ts % step
         starts = [last - i * step for i in range(int(size // step)) if last - i * step + size > ts]

@@ -45,7 +45,7 @@ def test_one_process_holds_two_differently_configured_apps(tmp_path: Path) -> No
     assert b.parts.tables.sentiment["tumbling"].window.size == 10.0
     for app, topic in ((a, "tweets"), (b, "other-tweets")):
         assert sorted(app.agents) == ["streamapp.classify_news", "streamapp.classify_tweets"]
-        assert topic in app.agents["streamapp.classify_tweets"].channel.topics  # type: ignore[attr-defined]
+        assert topic in app.agents["streamapp.classify_tweets"].channel.topics
     assert a.parts.runtime is not b.parts.runtime
     assert (tmp_path / "a").is_dir() and (tmp_path / "b").is_dir()
 

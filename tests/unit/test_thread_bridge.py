@@ -22,7 +22,7 @@ async def test_a_stalled_loop_never_receives_an_item_twice() -> None:
     thread = threading.Thread(target=producer)
     thread.start()
     await asyncio.sleep(0.3)  # the loop is busy elsewhere (Kafka stalled, say)
-    got = []
+    got: list[int] = []
     while len(got) < 3:
         got.append(await asyncio.wait_for(bridge.queue.get(), 5))
     await asyncio.to_thread(thread.join, 5)
