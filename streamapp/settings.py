@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 ENV_PREFIX = "STREAMAPP_"
 Backend = Literal["offline", "expertai", "transformers"]
@@ -243,12 +244,26 @@ def format_errors(
     return f"invalid {what} settings:\n" + "\n".join(lines)
 
 
+_FIELD_IN_ERROR = re.compile(r'field "(\w+)"')
+
+
+def format_parse_error(exc: Exception, *, prefix: str = ENV_PREFIX, what: str = "streamapp") -> str:
+    """pydantic-settings' error for a value it could not even parse (a JSON setting that is
+    not JSON), as the variable to fix; the value is not echoed (it may be a secret)."""
+    match = _FIELD_IN_ERROR.search(str(exc))
+    name = f"{prefix}{match.group(1).upper()}" if match else "a setting"
+    cause = f": {exc.__cause__}" if exc.__cause__ else ""
+    return f"invalid {what} settings:\n  {name}: could not be parsed{cause}"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; raise SettingsError naming each bad variable."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise SettingsError(format_errors(exc)) from None
+    except PydanticSettingsError as exc:
+        raise SettingsError(format_parse_error(exc)) from None
 
 
 @lru_cache(maxsize=1)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from helpers import Namespace, consume_all, wait_for
@@ -27,18 +31,59 @@ def env(namespace: Namespace, monkeypatch: pytest.MonkeyPatch) -> Namespace:
     return namespace
 
 
-def settings_for(server: TwitterServer, rules: list[dict[str, str]]) -> TwitterSettings:
-    return TwitterSettings(base_url=server.url, rules=rules)
+def settings_for(
+    server: TwitterServer, rules: list[dict[str, str]], delete_stale: bool = False
+) -> TwitterSettings:
+    return TwitterSettings(
+        base_url=server.url,
+        rules=rules,
+        delete_stale_rules=delete_stale,
+    )
 
 
 def rule_set(server: TwitterServer) -> set[tuple[str, str | None]]:
     return {(r["value"], r.get("tag")) for r in server.rules.values()}
 
 
+async def test_other_rules_of_the_account_are_kept_by_default(env: Namespace) -> None:
+    with TwitterServer(TOKEN) as server:
+        theirs = server.add_rule("used by another tool", "other")
+        source = TwitterSource(settings_for(server, [{"value": "climate", "tag": "climate"}]))
+        assert source.sync_rules(source._client()) == (1, 0)
+        assert theirs in server.rules
+        assert rule_set(server) == {("climate", "climate"), ("used by another tool", "other")}
+
+
+def test_no_rules_is_refused_before_anything_is_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TWITTER_BEARER_TOKEN", TOKEN)
+    monkeypatch.delenv("STREAMAPP_TWITTER_RULES", raising=False)
+    with pytest.raises(SourceError, match="set STREAMAPP_TWITTER_RULES"):
+        TwitterSource(TwitterSettings())
+
+
+def test_rules_that_are_not_json_are_one_line_naming_the_setting(tmp_path: Path) -> None:
+    env = {**os.environ, "TWITTER_BEARER_TOKEN": TOKEN, "STREAMAPP_TWITTER_RULES": "not json"}
+    done = subprocess.run(
+        [sys.executable, "-m", "streamapp.sources", "twitter"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "STREAMAPP_TWITTER_RULES" in done.stderr and TOKEN not in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2, done.stderr
+
+
 async def test_rules_are_synced_add_missing_delete_stale(env: Namespace) -> None:
     with TwitterServer(TOKEN) as server:
         # No rules at all: the API then omits `data`.
-        source = TwitterSource(settings_for(server, [{"value": "climate", "tag": "climate"}]))
+        source = TwitterSource(
+            settings_for(server, [{"value": "climate", "tag": "climate"}], delete_stale=True)
+        )
         assert source.sync_rules(source._client()) == (1, 0)
         assert rule_set(server) == {("climate", "climate")}
 
@@ -47,6 +92,7 @@ async def test_rules_are_synced_add_missing_delete_stale(env: Namespace) -> None
             settings_for(
                 server,
                 [{"value": "climate", "tag": "climate"}, {"value": "election", "tag": "politics"}],
+                delete_stale=True,
             )
         )
         assert source.sync_rules(source._client()) == (1, 1)
@@ -114,14 +160,14 @@ async def test_unauthorized_stops_with_a_message_naming_the_setting(
     env: Namespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with TwitterServer("the-real-token") as server:
-        source = TwitterSource(settings_for(server, []))
+        source = TwitterSource(settings_for(server, [{"value": "x", "tag": "x"}]))
         with pytest.raises(SourceError, match="TWITTER_BEARER_TOKEN"):
             await source.run(KafkaOutput(load_settings()))  # refused before anything is sent
 
         # Rules accepted but the stream refused (e.g. no filtered-stream access): also fatal.
         server.connections.append([("status", 403)])
         server.token = TOKEN
-        source = TwitterSource(settings_for(server, []))
+        source = TwitterSource(settings_for(server, [{"value": "x", "tag": "x"}]))
         out = KafkaOutput(load_settings())
         await out.start()
         try:

@@ -404,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         "jetstream",
         lambda: JetstreamSource(JetstreamSettings()),
         settings_error=lambda exc: format_errors(exc, prefix=_PREFIX, what="Jetstream"),
+        prefix=_PREFIX,
     )
 
 

@@ -539,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
             exc, prefix=_PREFIX, what="NewsAPI", names={"api_key": "NEWSAPI_KEY"}
         ),
         run=run,
+        prefix=_PREFIX,
     )
 
 

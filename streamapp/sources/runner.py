@@ -14,8 +14,9 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError as PydanticSettingsError
 
-from streamapp.settings import SettingsError, load_settings
+from streamapp.settings import ENV_PREFIX, SettingsError, format_parse_error, load_settings
 from streamapp.sources.base import RecordOutput, Source, SourceError
 from streamapp.sources.output import KafkaOutput
 from streamapp.topics import ensure_topics
@@ -50,6 +51,7 @@ def main_for(
     build: Callable[[], Source],
     *,
     settings_error: Callable[[ValidationError], str],
+    prefix: str = ENV_PREFIX,
     run: Callable[[Source, RecordOutput], Awaitable[None]] | None = None,
 ) -> int:
     """Run the source `build()` makes as a command; return the exit code.
@@ -66,6 +68,9 @@ def main_for(
         asyncio.run(run_source(source, bound))
     except ValidationError as exc:
         print(settings_error(exc), file=sys.stderr)
+        return 2
+    except PydanticSettingsError as exc:
+        print(format_parse_error(exc, prefix=prefix, what=name), file=sys.stderr)
         return 2
     except SettingsError as exc:
         print(exc.code, file=sys.stderr)

@@ -4,10 +4,12 @@
     export STREAMAPP_TWITTER_RULES='[{"value": "climate lang:en", "tag": "climate"}]'
     python -m streamapp.sources.twitter
 
-At start the stream rules are synced with the settings (missing ones added, stale ones
-deleted, matched by value and tag). Every `StreamResponse` with a tweet becomes one `Tweet`
-record keyed by the tweet id, joined with *its* author from `includes.users` and carrying the
-tags of the rules it matched.
+At start the stream rules are synced with the settings, matched by value and tag: missing
+ones are added; rules on the account that the settings do not list are kept (other tools may
+use them) unless `STREAMAPP_TWITTER_DELETE_STALE_RULES=true`. Without any rule the source
+refuses to start: the stream would deliver nothing. Every `StreamResponse` with a tweet
+becomes one `Tweet` record keyed by the tweet id, joined with *its* author from
+`includes.users` and carrying the tags of the rules it matched.
 
 tweepy runs the blocking HTTP stream in its own thread and reconnects with its documented
 backoff (network errors 0.25 s steps up to 16 s, HTTP errors 5 s doubling to 320 s, 429 from
@@ -62,6 +64,8 @@ class TwitterSettings(BaseSettings):
 
     #: JSON list of `{"value": ..., "tag": ...}` filtered-stream rules.
     rules: list[Rule] = Field(default_factory=list)
+    #: Delete the account's rules that `rules` does not list (off: they are shared).
+    delete_stale_rules: bool = False
     base_url: str = TWITTER_API
     queue_size: int = Field(1000, ge=1)
     bearer_token: SecretStr | None = Field(None, validation_alias="TWITTER_BEARER_TOKEN")
@@ -162,6 +166,11 @@ class TwitterSource(Source):
     def __init__(self, settings: TwitterSettings) -> None:
         if settings.bearer_token is None or not settings.bearer_token.get_secret_value():
             raise SourceError("set TWITTER_BEARER_TOKEN to use the Twitter/X source")
+        if not settings.rules:
+            raise SourceError(
+                f"set {_PREFIX}RULES to the filtered-stream rules to follow, a JSON list like "
+                '[{"value": "climate lang:en", "tag": "climate"}]'
+            )
         self.settings = settings
         self.received = 0
         self.sent = 0
@@ -199,6 +208,15 @@ class TwitterSource(Source):
         have = {(r.value, r.tag): r.id for r in current}
         stale = [rule_id for key, rule_id in have.items() if key not in wanted]
         missing = [tweepy.StreamRule(value=v, tag=t) for v, t in wanted if (v, t) not in have]
+        if stale and not self.settings.delete_stale_rules:
+            log.info(
+                "twitter rules: keeping %d rules of the account that %sRULES does not list "
+                "(set %sDELETE_STALE_RULES=true to delete them)",
+                len(stale),
+                _PREFIX,
+                _PREFIX,
+            )
+            stale = []
         if stale:
             client.delete_rules(stale)
         if missing:
@@ -266,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         settings_error=lambda exc: format_errors(
             exc, prefix=_PREFIX, what="Twitter", names={"bearer_token": "TWITTER_BEARER_TOKEN"}
         ),
+        prefix=_PREFIX,
     )
 
 
