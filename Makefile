@@ -3,17 +3,20 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+HASH   := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# `make run` needs the runtime dependencies only; `make test` adds the test extras on top.
+RUN_STAMP  := $(VENV)/.installed-run-$(HASH)
+TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 
 .PHONY: run test install system-deps services stop status lint bench chaos clean
 
-# Java and Maven run the local Kafka and Elasticsearch, Chromium the dashboard's browser test;
-# installed from Debian when missing.
+# Java and Maven run the local Kafka and Elasticsearch, Chromium the dashboard's browser test
+# (BROWSER=1, for `make test` only); installed from Debian when missing.
 system-deps:
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ "$(BROWSER)" = 1 ]; then command -v chromium >/dev/null || missing="$$missing chromium"; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; \
@@ -23,21 +26,26 @@ system-deps:
 	  fi; \
 	fi
 
-# The transformers extra is for that backend's test. PyPI has only the CUDA build of torch for
-# Linux (~2.5 GB of nvidia-* wheels, ~1.5 min to install); `pip install streamapp` stays torch-free.
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	rm -f $(VENV)/.installed-run-* && touch $@
+
+# The transformers extra is for that backend's test. PyPI has only the CUDA build of torch for
+# Linux (~2.5 GB of nvidia-* wheels, ~1.5 min to install); `pip install streamapp` stays torch-free.
+$(TEST_STAMP): $(RUN_STAMP)
+	@$(MAKE) --no-print-directory system-deps BROWSER=1
 	$(BIN)/pip install --quiet -e '.[dev,transformers]'
-	rm -f $(VENV)/.installed-* && touch $@
+	rm -f $(VENV)/.installed-test-* && touch $@
 
-install: $(STAMP)
+install: $(TEST_STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/python -m devstack.run
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m devstack fetch
 	@$(MAKE) --no-print-directory compose-plugin || \
 	  echo "docker compose plugin not built: tests/test_compose.py skips its 'config' test"
@@ -45,7 +53,7 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
-services: $(STAMP)
+services: $(RUN_STAMP)
 	$(BIN)/python -m devstack start
 
 stop:
@@ -54,16 +62,16 @@ stop:
 status:
 	$(PYTHON) -m devstack status
 
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	$(BIN)/python -m benchmarks.pipeline $(BENCH_ARGS)
 
 # The fault suite at full size (40,000-message bursts repeated, larger crash runs); `make test`
 # runs the same scenarios small. Prints a table; figures also in test-artifacts/faults.json.
-chaos: $(STAMP)
+chaos: $(TEST_STAMP)
 	$(BIN)/python -m devstack fetch
 	STREAMAPP_FAULTS_SCALE=full $(BIN)/python -m pytest -s -ra tests/test_faults.py $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 # `docker compose` (the compose v2 CLI plugin), for docker-compose.yml and its test. Debian

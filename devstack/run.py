@@ -1,7 +1,7 @@
 """`make run`: local Kafka + Elasticsearch, a streamapp worker, the bundled sample replayed.
 
-Ctrl-C stops the worker and the services this command started (services that were already
-running are left running).
+Ctrl-C, SIGTERM (a supervisor, `timeout`) and SIGHUP (a closed terminal) stop the worker and
+the services this command started (services that were already running are left running).
 """
 
 from __future__ import annotations
@@ -34,7 +34,17 @@ def _health(url: str) -> dict | None:
         return None
 
 
+class Stopped(Exception):
+    """SIGTERM or SIGHUP: clean up as Ctrl-C does."""
+
+
+def _stop_on_signal(signum: int, frame: object) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
 def main() -> int:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop_on_signal)
     cfg = DevstackConfig.from_env()
     services: list[KafkaService | ElasticsearchService] = [
         KafkaService(cfg),
@@ -107,13 +117,16 @@ Press Ctrl-C to stop.""",
             time.sleep(1)
         print(f"the worker exited with {worker.returncode}; see {log_path}")
         return 1
-    except KeyboardInterrupt:
-        print("\nstopping")
+    except (KeyboardInterrupt, Stopped) as exc:
+        print(f"\nstopping ({exc or 'Ctrl-C'})", flush=True)
         return 0
     except (DevstackError, subprocess.CalledProcessError) as exc:
         print(f"make run: {exc}", file=sys.stderr)
         return 1
     finally:
+        # A second signal must not cut the clean-up short.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
             try:

@@ -184,10 +184,11 @@ async def test_lasting_errors_give_up_the_poll_not_the_source(
     source = NewsApiSource(settings)
     out = ListOutput()
     started = time.monotonic()
-    await source.run(out, once=True)
+    await source.poll(out)  # what the long-running source does at each interval
     # Doubling backoff: 0.05 + 0.1 between the three attempts.
     assert time.monotonic() - started >= 0.15
     assert server.pages() == [1, 1, 1] and out.records == [] and source.polled == 1
+    assert source.failure is not None and "after 2 retries" in source.failure
 
     await source.run(out, once=True)  # the next poll works
     source.close()
@@ -269,12 +270,15 @@ async def test_daily_request_budget_survives_a_restart(
     settings = news_settings(server, tmp_path / "state", daily_request_limit=2)
     source = NewsApiSource(settings)
     out = ListOutput()
-    await source.run(out, once=True)
+    # A one-off poll that could not finish says so (`--once` exits non-zero).
+    with pytest.raises(SourceError, match="daily request budget"):
+        await source.run(out, once=True)
     source.close()
     assert server.pages() == [1, 2] and len(out.records) == 20
 
     again = NewsApiSource(settings)
-    await again.run(out, once=True)
+    with pytest.raises(SourceError, match="daily request budget"):
+        await again.run(out, once=True)
     again.close()
     assert len(server.requests) == 2  # no budget left for today, even after a restart
     assert again.budget.next_free() > 86_000
@@ -345,3 +349,28 @@ def test_cli_once_sends_to_the_news_topic(
     on_topic = asyncio.run(read_topic(namespace, 6, app_settings.max_message_bytes))
     assert set(on_topic) == {article_id(a["url"]) for a in server.articles}
     assert server.requests[0].params["pageSize"] == "100"
+
+
+def test_cli_once_fails_after_bounded_retries(
+    server: NewsApiServer,
+    namespace: Namespace,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server.fail_next("unexpectedError", times=10)
+    for name, value in {
+        **namespace.env,
+        "NEWSAPI_KEY": KEY,
+        "STREAMAPP_NEWSAPI_BASE_URL": server.url,
+        "STREAMAPP_NEWSAPI_QUERY": "climate",
+        "STREAMAPP_NEWSAPI_STATE_DIR": str(tmp_path / "cli-state"),
+        "STREAMAPP_NEWSAPI_MAX_RETRIES": "2",
+        "STREAMAPP_NEWSAPI_BACKOFF_INITIAL": "0.05",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["--once"]) == 2
+    err = capsys.readouterr().err
+    assert "newsapi source stopped: the poll failed: page 1 still failing after 2 retries" in err
+    assert "next poll" not in err
+    assert len(server.requests) == 3

@@ -199,9 +199,7 @@ class JetstreamSource(Source):
     async def checkpoint(self, out: RecordOutput) -> None:
         """Wait for Kafka to acknowledge what was sent, then save the cursor that covers it."""
         handled = self._handled
-        flush = getattr(out, "flush", None)
-        if flush is not None:
-            await flush()
+        await out.flush()
         self._since_save = 0
         self._last_save = time.monotonic()
         if handled is not None and handled != self.cursor:

@@ -287,6 +287,9 @@ class NewsApiSource(Source):
         self.retries = 0
         self.failed_polls = 0
         self._stop = asyncio.Event()
+        self._once = False
+        #: Why the last poll ended early (None: it completed), for `--once`.
+        self.failure: str | None = None
         seen, times = self._load_state()
         self.seen = SeenIds(settings.seen_capacity, seen)
         self.budget = RequestBudget(settings.daily_request_limit, times)
@@ -373,6 +376,7 @@ class NewsApiSource(Source):
                     _PREFIX,
                     self.budget.next_free(),
                 )
+                self.failure = "the daily request budget is used up"
                 return None
             self.requests += 1
             body = await self._request(page)
@@ -395,21 +399,32 @@ class NewsApiSource(Source):
             if code == MAX_RESULTS:
                 raise _MaxResults(message)
             if code not in RETRY_ERRORS:
-                log.error("newsapi: %s: %s; trying again at the next poll", code, message)
+                self.failure = f"{code}: {message}"
+                log.error("newsapi: %s: %s%s", code, message, self._then)
                 return None
             if attempt == self.settings.max_retries:
                 break
             self.retries += 1
-            log.warning("newsapi: %s (%s); retrying page %d in %.1f s", code, message, page, delay)
+            log.warning(
+                "newsapi: %s (%s); retry %d of %d of page %d in %.1f s",
+                code,
+                message,
+                attempt + 1,
+                self.settings.max_retries,
+                page,
+                delay,
+            )
             if await self._sleep(delay):
                 return None
             delay = min(delay * 2, self.settings.backoff_max)
-        log.error(
-            "newsapi: page %d still failing after %d retries; trying again at the next poll",
-            page,
-            self.settings.max_retries,
-        )
+        self.failure = f"page {page} still failing after {self.settings.max_retries} retries"
+        log.error("newsapi: %s (%s)%s", self.failure, code, self._then)
+        self.failure += f" ({code}: {message})"
         return None
+
+    @property
+    def _then(self) -> str:
+        return "" if self._once else "; trying again at the next poll"
 
     # -- polling ---------------------------------------------------------------------
 
@@ -462,9 +477,7 @@ class NewsApiSource(Source):
             completed = True
         finally:
             # Only what Kafka has acknowledged may be remembered as sent.
-            flush = getattr(out, "flush", None)
-            if flush is not None:
-                await flush()
+            await out.flush()
             self.save_state()
             if completed:
                 self.polled += 1
@@ -495,9 +508,13 @@ class NewsApiSource(Source):
                 _PREFIX,
                 s.daily_request_limit,
             )
+        self._once = once
         while not self._stop.is_set():
+            self.failure = None
             await self.poll(out)
             if once:
+                if self.failure is not None:
+                    raise SourceError(f"the poll failed: {self.failure}")
                 return
             # Never poll faster than the daily budget allows, whatever the interval says.
             wait = max(self.settings.interval, self.budget.next_free())
