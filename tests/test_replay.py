@@ -33,6 +33,8 @@ async def test_jsonl_and_csv_replay_with_bad_lines(
                 json.dumps(["not", "an", "object"]),
                 "",
                 json.dumps({"text": "no id", "created_at": "2026-11-28T10:00:00Z"}),
+                json.dumps({"id": "n1", "text": 42, "created_at": "2026-11-28T10:00:00Z"}),
+                json.dumps({"id": "n2", "created_at": "2026-11-28T10:00:00Z"}),
                 json.dumps(
                     {
                         "id": "t2",
@@ -71,11 +73,19 @@ async def test_jsonl_and_csv_replay_with_bad_lines(
     )
 
     result = await replay([tweets, csv_file, news], settings, progress=True)
-    assert (result.sent, result.skipped) == (5, 4)
+    assert (result.sent, result.skipped) == (5, 6)
     err = capsys.readouterr().err
     for where in (f"{tweets}:2:", f"{tweets}:3:", f"{tweets}:5:", f"{csv_file}:4:"):
         assert where in err, where
-    assert "sent 5 messages" in err and "skipped 4 bad lines" in err
+    # Checked with the worker's own decoder: what it would dead-letter is not "sent".
+    assert f"{tweets}:6: skipped, schema_violation: Tweet.text must be a string" in err
+    assert f"{tweets}:7: skipped, schema_violation: Tweet.text is required" in err
+    assert "sent 5 messages" in err and "skipped 6 bad lines" in err
+    # Every report is a line of its own, never run into the progress bar.
+    for line in err.split("\n"):
+        assert line.count("skipped") <= 1, line
+        if "skipped," in line:
+            assert line.split("\r")[-1].startswith(str(tmp_path)), repr(line)
 
     records = await consume_all(namespace.cfg.kafka_bootstrap, namespace.tweets_topic, 4)
     decoded = {r.key.decode(): decode(r.value, Tweet, max_bytes=10_000) for r in records}

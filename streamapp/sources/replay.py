@@ -20,14 +20,15 @@ import csv
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-from streamapp.models import article_id
-from streamapp.settings import Settings
+from streamapp.decoding import DecodeFailure, decode
+from streamapp.models import NewsArticle, Tweet, article_id
+from streamapp.settings import Settings, load_settings
 from streamapp.sources.base import RecordOutput, Source
 from streamapp.sources.output import KafkaOutput
 from streamapp.sources.runner import main_for
@@ -61,15 +62,26 @@ def count_lines(path: Path) -> int:
     return n - 1 if path.suffix.lower() == ".csv" and n else n
 
 
-def _rows(path: Path, result: ReplayResult) -> Iterator[tuple[int, dict]]:
+Report = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _rows(path: Path, result: ReplayResult, report: Report) -> Iterator[tuple[int, dict]]:
     """(line number, object) for JSONL and CSV files; unreadable lines are reported."""
+
+    def skip(lineno: int, why: str) -> None:
+        report(f"{path}:{lineno}: skipped, {why}")
+        result.skipped += 1
+
     with open(path, encoding="utf-8", newline="") as fh:
         if path.suffix.lower() == ".csv":
             reader = csv.DictReader(fh)
             for row in reader:
                 if None in row:  # more cells than header columns
-                    print(f"{path}:{reader.line_num}: skipped, too many cells", file=sys.stderr)
-                    result.skipped += 1
+                    skip(reader.line_num, "too many cells")
                     continue
                 obj: dict = {}
                 for name, cell in row.items():
@@ -83,24 +95,36 @@ def _rows(path: Path, result: ReplayResult) -> Iterator[tuple[int, dict]]:
                 continue
             try:
                 parsed = json.loads(line)
-            except ValueError as exc:
-                print(f"{path}:{lineno}: skipped, not JSON: {exc}", file=sys.stderr)
-                result.skipped += 1
+            except (ValueError, RecursionError) as exc:
+                skip(lineno, f"not JSON: {exc}")
                 continue
             if not isinstance(parsed, dict):
-                print(f"{path}:{lineno}: skipped, not a JSON object", file=sys.stderr)
-                result.skipped += 1
+                skip(lineno, "not a JSON object")
                 continue
             yield lineno, parsed
 
 
-def read_lines(path: Path, kind: str, result: ReplayResult) -> Iterator[tuple[str, dict]]:
-    for lineno, obj in _rows(path, result):
+def read_lines(
+    path: Path,
+    kind: str,
+    result: ReplayResult,
+    report: Report = _stderr,
+    max_bytes: int = 256 * 1024,
+) -> Iterator[tuple[str, dict]]:
+    """(key, object) of each line the worker would accept, checked with the worker's own
+    decoder; every other line is reported with its number and counted as skipped."""
+    model = NewsArticle if kind == "news" else Tweet
+    for lineno, obj in _rows(path, result, report):
         key = obj.get("id") or (
-            article_id(obj["url"]) if kind == "news" and obj.get("url") else None
+            article_id(obj["url"]) if kind == "news" and isinstance(obj.get("url"), str) else None
         )
         if not isinstance(key, str) or not key:
-            print(f"{path}:{lineno}: skipped, no id (or url for news)", file=sys.stderr)
+            report(f"{path}:{lineno}: skipped, no id (or url for news)")
+            result.skipped += 1
+            continue
+        checked = decode(json.dumps(obj).encode(), model, max_bytes=max_bytes)
+        if isinstance(checked, DecodeFailure):
+            report(f"{path}:{lineno}: skipped, {checked.reason}: {checked.error}")
             result.skipped += 1
             continue
         yield key, obj
@@ -114,6 +138,7 @@ class Progress:
         self.enabled = enabled
         self.started = time.monotonic()
         self._last = 0.0
+        self._line = ""
 
     def update(self, done: int, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -127,7 +152,16 @@ class Progress:
             line = f"[{bar:<30}] {frac:4.0%} {done}/{self.total} {rate:.0f}/s"
         else:
             line = f"sent {done} ({rate:.0f}/s)"
+        self._line = line
         print(f"\r{line}", end="", file=sys.stderr, flush=True)
+
+    def report(self, message: str) -> None:
+        """A line of its own above the bar (never run into it)."""
+        if not self.enabled or not self._line:
+            print(message, file=sys.stderr)
+            return
+        print(f"\r{' ' * len(self._line)}\r{message}", file=sys.stderr)
+        print(self._line, end="", file=sys.stderr, flush=True)
 
 
 class ReplaySource(Source):
@@ -144,8 +178,10 @@ class ReplaySource(Source):
         rate: float | None = None,
         restamp: bool = False,
         progress: bool = True,
+        max_bytes: int = 256 * 1024,
     ) -> None:
         self.files = files
+        self.max_bytes = max_bytes  # the worker's STREAMAPP_MAX_MESSAGE_BYTES
         self.kind = kind
         self.rate = rate
         self.restamp = restamp
@@ -161,7 +197,7 @@ class ReplaySource(Source):
         )
         for path in self.files:
             k = kind_for(path, self.kind)
-            for key, obj in read_lines(path, k, result):
+            for key, obj in read_lines(path, k, result, bar.report, self.max_bytes):
                 if self._stop.is_set():
                     break
                 if self.restamp:
@@ -208,7 +244,14 @@ async def replay(
 ) -> ReplayResult:
     """Replay `files` with a Kafka output of its own (for scripts and benchmarks)."""
     await ensure_topics(settings)
-    source = ReplaySource(files, kind=kind, rate=rate, restamp=restamp, progress=progress)
+    source = ReplaySource(
+        files,
+        kind=kind,
+        rate=rate,
+        restamp=restamp,
+        progress=progress,
+        max_bytes=settings.max_message_bytes,
+    )
     out = KafkaOutput(settings)
     await out.start()
     try:
@@ -235,9 +278,22 @@ def main(argv: list[str] | None = None) -> int:
     for path in files:
         if not path.is_file():
             parser.error(f"no such file: {path}")
-    source = ReplaySource(files, kind=args.kind, rate=args.rate, restamp=args.restamp)
-    code = main_for("replay", lambda: source, settings_error=str)
-    return code or (0 if source.result.sent else 1)
+    made: list[ReplaySource] = []
+
+    def build() -> ReplaySource:
+        made.append(
+            ReplaySource(
+                files,
+                kind=args.kind,
+                rate=args.rate,
+                restamp=args.restamp,
+                max_bytes=load_settings().max_message_bytes,
+            )
+        )
+        return made[0]
+
+    code = main_for("replay", build, settings_error=str)
+    return code or (0 if made and made[0].result.sent else 1)
 
 
 if __name__ == "__main__":
