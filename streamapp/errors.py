@@ -12,3 +12,8 @@ from __future__ import annotations
 
 class DependencyError(Exception):
     """A dependency as a whole is unavailable; retry, never blame a message."""
+
+
+class ServiceUnreachable(SystemExit):
+    """A command cannot start because a service does not answer; the message (one line)
+    names the service, the address and the setting to check."""

@@ -6,9 +6,10 @@ import logging
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faust.types import AppT, TopicT
 
+from streamapp.errors import ServiceUnreachable
 from streamapp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,13 @@ async def ensure_topics(settings: Settings) -> None:
     """Create the input and dead-letter topics if missing; refuse to run on input topics
     whose partition count differs from the tables' (Faust would fail later, less clearly)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls)
-    await admin.start()
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise ServiceUnreachable(
+            f"cannot reach Kafka at {settings.broker_urls} (STREAMAPP_KAFKA_BROKER): "
+            f"{type(exc).__name__}"
+        ) from None
     try:
         wanted = {
             settings.tweets_topic: settings.topic_partitions,

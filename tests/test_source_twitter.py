@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import Namespace, consume_all, wait_for
+from helpers import ListOutput, Namespace, consume_all, wait_for
 from servers.twitter_server import OPERATIONAL_DISCONNECT, TwitterServer, tweet_message
 
 from streamapp.decoding import decode
@@ -61,6 +62,31 @@ def test_no_rules_is_refused_before_anything_is_changed(
     monkeypatch.delenv("STREAMAPP_TWITTER_RULES", raising=False)
     with pytest.raises(SourceError, match="set STREAMAPP_TWITTER_RULES"):
         TwitterSource(TwitterSettings())
+
+
+async def test_no_network_is_retried_with_one_line_each_and_stops_cleanly(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TWITTER_BEARER_TOKEN", TOKEN)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    source = TwitterSource(
+        TwitterSettings(
+            base_url=f"http://127.0.0.1:{port}",
+            rules=[{"value": "x", "tag": "x"}],
+            retry_initial=0.05,
+            retry_max=0.1,
+        )
+    )
+    task = asyncio.create_task(source.run(ListOutput()))
+    await asyncio.to_thread(
+        wait_for, lambda: source.stream_errors >= 3, timeout=30, what="three retries"
+    )
+    source.stop()
+    await asyncio.wait_for(task, timeout=10)  # returns, no exception
+    retries = [r for r in caplog.records if "cannot reach the X API" in r.getMessage()]
+    assert len(retries) >= 3 and all(r.exc_info is None for r in retries)
 
 
 def test_rules_that_are_not_json_are_one_line_naming_the_setting(tmp_path: Path) -> None:

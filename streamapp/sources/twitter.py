@@ -33,6 +33,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import requests
 import tweepy
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,6 +69,9 @@ class TwitterSettings(BaseSettings):
     delete_stale_rules: bool = False
     base_url: str = TWITTER_API
     queue_size: int = Field(1000, ge=1)
+    #: Backoff while the API cannot be reached at start (the stream reconnects on its own).
+    retry_initial: float = Field(1.0, gt=0)
+    retry_max: float = Field(60.0, gt=0)
     bearer_token: SecretStr | None = Field(None, validation_alias="TWITTER_BEARER_TOKEN")
 
 
@@ -236,7 +240,8 @@ class TwitterSource(Source):
         loop = asyncio.get_running_loop()
         self._bridge = ThreadBridge(loop, maxsize=self.settings.queue_size)
         stream = self._stream = self._client()
-        await asyncio.to_thread(self.sync_rules, stream)
+        if not await self._sync_rules_retrying(stream):
+            return  # stopped while the API was unreachable
         stream.filter(
             threaded=True,
             tweet_fields=TWEET_FIELDS,
@@ -256,6 +261,27 @@ class TwitterSource(Source):
             raise
         if self.fatal is not None:
             raise self.fatal
+
+    async def _sync_rules_retrying(self, stream: tweepy.StreamingClient) -> bool:
+        """Sync the rules, retrying with capped backoff while the API cannot be reached
+        (network down, 5xx); False if the source was stopped meanwhile."""
+        delay = self.settings.retry_initial
+        while not self._stopping.is_set():
+            try:
+                await asyncio.to_thread(self.sync_rules, stream)
+                return True
+            except (requests.RequestException, tweepy.TwitterServerError) as exc:
+                self.stream_errors += 1
+                log.warning(
+                    "cannot reach the X API at %s (%s: %s); retrying in %.0f s",
+                    self.settings.base_url,
+                    type(exc).__name__,
+                    str(exc)[:200],
+                    delay,
+                )
+                await asyncio.to_thread(self._stopping.wait, delay)
+                delay = min(delay * 2, self.settings.retry_max)
+        return False
 
     def stop(self) -> None:
         """Ask the stream thread to finish; `run` returns once it has."""
