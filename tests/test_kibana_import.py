@@ -151,7 +151,12 @@ def test_never_ready_is_a_clear_error(
         started = time.monotonic()
         assert main(["import"]) == 2
         print(f"gave up after {time.monotonic() - started:.1f}s")
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
+    # Said at once, with how long it will wait.
+    first = captured.out.splitlines()[0]
+    assert first.startswith(f"Kibana at {kibana.url} is not answering yet"), first
+    assert "waiting up to 1.5s (STREAMAPP_KIBANA_WAIT_TIMEOUT)" in first
     assert f"Kibana at {kibana.url} was not available after 1.5s" in err
     assert "'unavailable'" in err and "STREAMAPP_KIBANA_WAIT_TIMEOUT" in err
     assert len(kibana.status_requests()) >= 2 and not kibana.imports

@@ -78,7 +78,8 @@ class KibanaClient:
         so those, non-JSON answers and refused connections are retried with capped backoff
         until `wait_timeout`. 401/403 mean wrong credentials: no point in waiting."""
         s = self.settings
-        deadline = time.monotonic() + s.wait_timeout
+        started = time.monotonic()
+        deadline = started + s.wait_timeout
         delay, attempts, last = FIRST_DELAY, 0, "no answer yet"
         while True:
             attempts += 1
@@ -106,8 +107,14 @@ class KibanaClient:
                     "STREAMAPP_KIBANA_URL right? Raise STREAMAPP_KIBANA_WAIT_TIMEOUT if it is "
                     "still starting."
                 )
-            if attempts == 1 or attempts % 5 == 0:
-                log(f"waiting for Kibana at {s.url} ({last})")
+            if attempts == 1:
+                log(
+                    f"Kibana at {s.url} is not answering yet ({last}); waiting up to "
+                    f"{s.wait_timeout:g}s (STREAMAPP_KIBANA_WAIT_TIMEOUT)"
+                )
+            elif attempts % 5 == 0:
+                waited = time.monotonic() - started
+                log(f"still waiting for Kibana: {waited:.0f}s of {s.wait_timeout:g}s ({last})")
             sleep(min(delay, remaining))
             delay = min(delay * 2, MAX_DELAY)
 
