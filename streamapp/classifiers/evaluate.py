@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamapp.classifiers.base import Classifier
-from streamapp.classifiers.datasets import default_data_dir, read_split
+from streamapp.classifiers.datasets import DATA_ENV, default_data_dir, read_split
 from streamapp.classifiers.metrics import macro_f1, macro_recall, per_class
 from streamapp.models import Analysis
 
@@ -34,12 +34,29 @@ class Task:
     metric: str
     labels: tuple[int, ...]
     predict: Callable[[Analysis], int]
+    #: What each label id means (TweetEval's mapping.txt).
+    names: tuple[str, ...] = ()
+
+    def name_of(self, label: int) -> str:
+        return self.names[label] if label < len(self.names) else str(label)
 
 
 TASKS = (
-    Task("hate", "macro-F1", (0, 1), lambda a: int(a.hate)),
-    Task("offensive", "macro-F1", (0, 1), lambda a: int("offensive" in a.hate_categories)),
-    Task("sentiment", "macro-recall", (0, 1, 2), lambda a: SENTIMENT_IDS[a.sentiment_label]),
+    Task("hate", "macro-F1", (0, 1), lambda a: int(a.hate), ("not-hate", "hate")),
+    Task(
+        "offensive",
+        "macro-F1",
+        (0, 1),
+        lambda a: int("offensive" in a.hate_categories),
+        ("not-offensive", "offensive"),
+    ),
+    Task(
+        "sentiment",
+        "macro-recall",
+        (0, 1, 2),
+        lambda a: SENTIMENT_IDS[a.sentiment_label],
+        ("negative", "neutral", "positive"),
+    ),
 )
 
 
@@ -48,7 +65,7 @@ class Result:
     task: str
     metric: str
     score: float
-    per_class: dict[int, tuple[float, float, float]]
+    per_class: dict[str, tuple[float, float, float]]  # by class name
     n: int
     seconds: float
 
@@ -79,7 +96,7 @@ async def evaluate(
                 task=task.name,
                 metric=task.metric,
                 score=score,
-                per_class={c: per_class(gold, pred, c) for c in task.labels},
+                per_class={task.name_of(c): per_class(gold, pred, c) for c in task.labels},
                 n=len(texts),
                 seconds=seconds,
             )
@@ -95,7 +112,7 @@ def report(results: Sequence[Result], clf: Classifier) -> str:
             f"{r.n / r.seconds:,.0f} msg/s"
         )
         for label, (p, rec, f1) in r.per_class.items():
-            lines.append(f"    class {label}: precision {p:.3f} recall {rec:.3f} F1 {f1:.3f}")
+            lines.append(f"    {label:<14} precision {p:.3f} recall {rec:.3f} F1 {f1:.3f}")
     return "\n".join(lines)
 
 
@@ -119,7 +136,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", choices=[t.name for t in TASKS], action="append")
     args = parser.parse_args(argv)
     if not (args.data / "tweeteval").is_dir():
-        raise SystemExit(f"no tweeteval/ under {args.data}: pass --data or set the env var")
+        raise SystemExit(
+            f"no tweeteval/ under {args.data}: point --data or {DATA_ENV} at a directory "
+            "holding tweeteval/<task>/val_text.txt and val_labels.txt (the TweetEval "
+            "benchmark, https://github.com/cardiffnlp/tweeteval; the project's own copy is "
+            "../shared/data beside the checkout)"
+        )
     asyncio.run(_main(args))
 
 

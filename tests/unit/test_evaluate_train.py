@@ -66,7 +66,7 @@ async def test_metrics_on_a_hand_made_validation_set(tmp_path: Path) -> None:
     assert results["hate"].score == pytest.approx(0.5)
     assert results["offensive"].score == pytest.approx(2 / 3)
     assert results["sentiment"].score == pytest.approx(2 / 3)
-    assert results["sentiment"].per_class[0] == pytest.approx((1 / 1, 1 / 2, 2 / 3))
+    assert results["sentiment"].per_class["negative"] == pytest.approx((1 / 1, 1 / 2, 2 / 3))
     assert [r.n for r in results.values()] == [4, 3, 5]
     text = report(list(results.values()), Keywords())
     rows = {line.split()[0]: line.split()[1:3] for line in text.splitlines()[1:] if line[0] != " "}
@@ -75,6 +75,16 @@ async def test_metrics_on_a_hand_made_validation_set(tmp_path: Path) -> None:
         "offensive": ["macro-F1", "66.7"],
         "sentiment": ["macro-recall", "66.7"],
     }
+    # Classes by name, as TweetEval's mapping.txt gives them, not as ids.
+    classes = [line.split()[0] for line in text.splitlines() if line.startswith("    ")]
+    assert classes[-3:] == ["negative", "neutral", "positive"]
+    assert classes[:2] == ["not-hate", "hate"]
+
+
+def test_missing_data_names_the_setting_and_the_origin(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--data", str(tmp_path)])
+    assert "STREAMAPP_TRAINING_DATA" in str(exc.value) and "cardiffnlp/tweeteval" in str(exc.value)
 
 
 def test_command_scores_the_packaged_model_on_the_real_splits(
