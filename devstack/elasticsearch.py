@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -44,7 +45,10 @@ class ElasticsearchService:
         )
         self.install_root = (base / "dist") if base else cfg.cache_dir
         self.install = self.install_root / f"elasticsearch-{cfg.elasticsearch_version}"
-        self.home = (base / "node") if base else cfg.run_dir / "elasticsearch"
+        # One node per checkout (per DEVSTACK_RUN_DIR): a second checkout must neither adopt
+        # nor report this one's node.
+        checkout = hashlib.sha256(str(cfg.run_dir).encode()).hexdigest()[:12]
+        self.home = (base / "nodes" / checkout) if base else cfg.run_dir / "elasticsearch"
         self.conf = self.home / "config"
         self.pid_file = self.home / "es.pid"
         self.log_file = cfg.run_dir / "elasticsearch.out"
@@ -209,6 +213,11 @@ class ElasticsearchService:
     def status(self) -> str:
         pid = running_pid(self.pid_file)
         if pid is None:
+            if port_open("127.0.0.1", self.cfg.elasticsearch_port):
+                return (
+                    f"elasticsearch: not running here; port {self.cfg.elasticsearch_port} is "
+                    "taken by another process (another checkout's node?)"
+                )
             return "elasticsearch: stopped"
         state = "ready" if self.healthy() else "starting"
         return f"elasticsearch: pid {pid}, {state} on {self.cfg.elasticsearch_url}"

@@ -197,6 +197,11 @@ class KafkaService:
     def status(self) -> str:
         pid = running_pid(self.pid_file)
         if pid is None:
+            if port_open("127.0.0.1", self.cfg.kafka_port):
+                return (
+                    f"kafka: not running here; port {self.cfg.kafka_port} is taken by another "
+                    "process (another checkout's broker?)"
+                )
             return "kafka: stopped"
         ready = metadata_ready("127.0.0.1", self.cfg.kafka_port)
         return f"kafka: pid {pid}, {'ready' if ready else 'starting'} on {self.cfg.kafka_bootstrap}"

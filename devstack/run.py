@@ -14,11 +14,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from devstack.config import DevstackConfig
 from devstack.elasticsearch import ElasticsearchService
 from devstack.kafka import KafkaService
-from devstack.process import DevstackError, stop_pid, wait_until
+from devstack.process import DevstackError, stop_pid
 
 
 def _health(url: str) -> dict | None:
@@ -40,6 +41,40 @@ class Stopped(Exception):
 
 def _stop_on_signal(signum: int, frame: object) -> None:
     raise Stopped(signal.Signals(signum).name)
+
+
+#: How long the worker may report a service unreachable before `make run` gives up on it.
+UNREACHABLE_GRACE = 20.0
+SETTING = {"kafka": "STREAMAPP_KAFKA_BROKER", "elasticsearch": "STREAMAPP_ELASTICSEARCH_URL"}
+
+
+def wait_healthy(
+    url: str, worker: subprocess.Popen[bytes], log_path: Path, env: dict[str, str]
+) -> None:
+    """Until /health/ says ok; fail fast, naming the service, when the worker exits or
+    cannot reach Kafka or Elasticsearch for UNREACHABLE_GRACE seconds."""
+    deadline = time.monotonic() + 180
+    unreachable_since: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise DevstackError(f"the worker exited with {worker.returncode}; see {log_path}")
+        body = _health(url) or {}
+        if body.get("status") == "ok":
+            return
+        now = time.monotonic()
+        for service, setting in SETTING.items():
+            if body.get(f"{service}_reachable") is False:
+                since = unreachable_since.setdefault(service, now)
+                if now - since > UNREACHABLE_GRACE:
+                    address = env.get(setting, "")
+                    raise DevstackError(
+                        f"the worker cannot reach {service} at {address} ({setting}) for "
+                        f"{now - since:.0f}s; see {log_path}"
+                    )
+            else:
+                unreachable_since.pop(service, None)
+        time.sleep(1)
+    raise DevstackError(f"the worker did not report healthy within 180s; see {log_path}")
 
 
 def main() -> int:
@@ -82,13 +117,7 @@ def main() -> int:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        wait_until(
-            lambda: (_health(f"{base}/health/") or {}).get("status") == "ok",
-            timeout=180,
-            what="streamapp worker",
-            alive=lambda: worker is not None and worker.poll() is None,
-            log_file=log_path,
-        )
+        wait_healthy(f"{base}/health/", worker, log_path, env)
         subprocess.run(
             [sys.executable, "-m", "streamapp.sources", "replay", "--restamp"], env=env, check=True
         )

@@ -24,7 +24,7 @@ from elasticsearch import ApiError, TransportError
 from faust.types import AppT
 from faust.web import Request, Response, View
 
-from streamapp.views import parts_of
+from streamapp.views import parts_of, redirect_to
 
 STATIC_DIR = Path(__file__).parent / "static"
 INDEX_FILE = "index.html"
@@ -306,5 +306,6 @@ def register_dashboard(app: AppT) -> None:
         ("/dashboard/", DashboardPage),
         ("/dashboard/static/{name:.+}", DashboardStatic),
         ("/recent/", RecentView),
+        ("/recent", redirect_to("/recent/")),
     ):
         app.page(path)(view)

@@ -24,7 +24,7 @@ from streamapp.sinks.deadletter import DeadLetterQueue
 from streamapp.sinks.elasticsearch import ElasticsearchSink
 from streamapp.tables import Tables, declare_tables
 from streamapp.topics import Topics, declare_topics, ensure_topics
-from streamapp.views import register_views
+from streamapp.views import register_not_found, register_views
 
 
 @dataclass(frozen=True)
@@ -115,4 +115,5 @@ def create_app(settings: Settings) -> StreamApp:
     )
     register_views(app)
     register_dashboard(app)
+    register_not_found(app)
     return app

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from faust.types import AppT
@@ -26,15 +27,36 @@ if TYPE_CHECKING:
     from streamapp.factory import WorkerParts
 
 MAX_LIMIT = 10_000
+WINDOW_PARAMS = frozenset({"window", "limit", "source"})
 
 
 class BadRequest(ValueError):
     pass
 
 
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def window_row(rng: tuple[float, float], size: float, counts: dict[str, dict[str, int]]) -> dict:
+    """One window: `start`/`end` as Faust keys it (epoch seconds; `end` is the last instant
+    inside it), and the same in ISO 8601 with the exclusive end a reader expects."""
+    return {
+        "start": rng[0],
+        "end": rng[1],
+        "start_time": iso(rng[0]),
+        "end_time": iso(rng[0] + size),
+        "counts": {src: dict(labels) for src, labels in counts.items()},
+        "total": sum(sum(labels.values()) for labels in counts.values()),
+    }
+
+
 def window_report(
     counters: dict[str, WindowedCounter], query: dict[str, str], now: float
 ) -> dict[str, Any]:
+    unknown = sorted(set(query) - WINDOW_PARAMS)
+    if unknown:
+        raise BadRequest(f"unknown parameter(s) {unknown}; allowed: {sorted(WINDOW_PARAMS)}")
     kind = query.get("window", "tumbling")
     if kind not in counters:
         raise BadRequest(f"window must be one of {sorted(counters)}")
@@ -46,7 +68,10 @@ def window_report(
         raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
     source = query.get("source") or None
     counter = counters[kind]
-    windows = counter.windows(source)
+    size = float(counter.window.size)
+    every = counter.windows()
+    known = sorted({src for counts in every.values() for src in counts})
+    windows = every if source is None else counter.windows(source)
     current = counter.current_window(now)
     rows = []
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -55,21 +80,17 @@ def window_report(
         for src, labels in counts.items():
             for label, n in labels.items():
                 totals[src][label] += n
-        rows.append(
-            {
-                "start": rng[0],
-                "end": rng[1],
-                "counts": {src: dict(labels) for src, labels in counts.items()},
-                "total": sum(sum(labels.values()) for labels in counts.values()),
-            }
-        )
+        rows.append(window_row(rng, size, counts))
     report: dict[str, Any] = {
         "window": counter.describe(),
         "source": source,
+        # Sources with counts in the kept windows: a `source` outside them reads as empty.
+        "known_sources": known,
         "now": now,
+        "now_time": iso(now),
         "current": next(
             (r for r in rows if (r["start"], r["end"]) == current),
-            {"start": current[0], "end": current[1], "counts": {}, "total": 0},
+            window_row(current, size, {}),
         ),
         "windows": rows[:limit],
         "window_count": len(rows),
@@ -202,6 +223,27 @@ def agent_progress(parts: WorkerParts, kind: str) -> AgentProgress:
     )
 
 
+class NotFound(View):
+    """Anything else: a JSON 404 listing what there is (registered last)."""
+
+    async def get(self, request: Request, path: str = "") -> Response:
+        return self.json({"error": f"no such page: /{path}", "pages": PAGES}, status=404)
+
+
+#: The JSON views and the dashboard, for 404 answers.
+PAGES = ["/sentiment/", "/hate/", "/stats/", "/health/", "/recent/", "/dashboard/"]
+
+
+def redirect_to(target: str) -> type[View]:
+    class Redirect(View):
+        async def get(self, request: Request) -> Response:
+            query = f"?{request.query_string}" if request.query_string else ""
+            return self.bytes(b"", status=302, headers={"Location": target + query})
+
+    Redirect.__name__ = Redirect.__qualname__ = f"Redirect{target.strip('/').title()}"
+    return Redirect
+
+
 def register_views(app: AppT) -> None:
     for path, view in (
         ("/sentiment/", SentimentView),
@@ -210,3 +252,10 @@ def register_views(app: AppT) -> None:
         ("/health/", HealthView),
     ):
         app.page(path)(view)
+        # `/sentiment` as `/dashboard` does: to the page with the slash, query kept.
+        app.page(path.rstrip("/"))(redirect_to(path))
+
+
+def register_not_found(app: AppT) -> None:
+    """After every other page: aiohttp matches routes in the order they were added."""
+    app.page("/{path:.*}")(NotFound)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, NotFoundError
 
 from devstack.config import PROJECT_ROOT, DevstackConfig
 
@@ -334,7 +334,11 @@ def delete_test_data(cfg: DevstackConfig, tag: str) -> None:
         )
         if names:
             es.indices.delete(index=",".join(names))
-        templates = es.indices.get_index_template(name=f"*{tag}*").get("index_templates", [])
+        try:
+            found = es.indices.get_index_template(name=f"*{tag}*")
+        except NotFoundError:  # the test created none
+            found = {}
+        templates = found.get("index_templates", [])
         for template in templates:
             es.indices.delete_index_template(name=template["name"])
     except Exception as exc:  # cleanup must never fail a passed test

@@ -98,7 +98,15 @@ async def test_n_messages_end_to_end(namespace: Namespace, worker_factory) -> No
     assert max(total(w["counts"], "messages") for w in body["windows"]) == n
     status, body = worker.get("/sentiment/?source=twitter")
     assert status == 200 and set(body["totals"]) == {"twitter"}
+    assert body["known_sources"] == ["bluesky", "newsapi", "twitter"]
     assert worker.get("/sentiment/?window=sliding")[0] == 400
+    # Consistent answers: without the slash a view redirects (query kept), like /dashboard;
+    # an unknown page is a JSON 404 listing the pages; Faust's own pages still answer.
+    status, body = worker.get("/hate?window=hopping")
+    assert status == 200 and body["window"]["kind"] == "hopping"
+    status, body = worker.get("/no/such/page")
+    assert status == 404 and "/sentiment/" in body["pages"]
+    assert worker.get("/router/")[0] == 200
 
 
 async def test_sigkill_mid_stream_loses_and_duplicates_nothing(

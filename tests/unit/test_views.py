@@ -10,7 +10,7 @@ import pytest
 
 from streamapp.factory import StreamApp, create_app
 from streamapp.settings import load_settings
-from streamapp.views import HateView, HealthView, SentimentView
+from streamapp.views import HateView, HealthView, SentimentView, iso, window_row
 
 
 class FakeRequest:
@@ -42,3 +42,25 @@ async def test_views_answer_503_while_the_worker_stops(app: StreamApp) -> None:
 async def test_window_views_answer_when_running(app: StreamApp) -> None:
     status, body = await call(app, SentimentView, app_stopping=False)
     assert status == 200 and body["window"]["kind"] == "tumbling" and body["totals"] == {}
+    assert body["known_sources"] == []
+    current = body["current"]
+    assert current["end_time"] == iso(current["start"] + 60.0)
+    assert current["start_time"].endswith("Z") and body["now_time"].endswith("Z")
+
+
+def test_window_rows_give_iso_times_with_the_exclusive_end() -> None:
+    row = window_row((1_796_114_400.0, 1_796_114_459.9), 60.0, {"twitter": {"neutral": 2}})
+    assert (row["start_time"], row["end_time"]) == (
+        "2026-12-01T08:40:00Z",
+        "2026-12-01T08:41:00Z",
+    )
+    assert row["total"] == 2
+
+
+async def test_unknown_parameters_are_a_400_like_on_recent(app: StreamApp) -> None:
+    FakeRequest.query = {"windw": "hopping"}
+    try:
+        status, body = await call(app, HateView, app_stopping=False)
+    finally:
+        FakeRequest.query = {}
+    assert status == 400 and "windw" in body["error"] and "window" in body["error"]
