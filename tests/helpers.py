@@ -335,10 +335,9 @@ def delete_test_data(cfg: DevstackConfig, tag: str) -> None:
         if names:
             es.indices.delete(index=",".join(names))
         try:
-            found = es.indices.get_index_template(name=f"*{tag}*")
+            templates = es.indices.get_index_template(name=f"*{tag}*")["index_templates"]
         except NotFoundError:  # the test created none
-            found = {}
-        templates = found.get("index_templates", [])
+            templates = []
         for template in templates:
             es.indices.delete_index_template(name=template["name"])
     except Exception as exc:  # cleanup must never fail a passed test
