@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 from elastic_transport import TransportError
 from elasticsearch import exceptions as es_exc
 
+from streamapp.errors import ServiceUnreachable
 from streamapp.settings import Settings, load_settings
 from streamapp.sinks.elasticsearch import RETRYABLE_STATUSES, ElasticsearchSink
 from streamapp.topics import ensure_topics
@@ -87,7 +88,7 @@ async def kafka_topics(settings: Settings) -> dict[str, int]:
     return {t["topic"]: len(t.get("partitions", [])) for t in described if not t.get("error_code")}
 
 
-KAFKA_WAIT_ERRORS = (KafkaError, OSError)
+KAFKA_WAIT_ERRORS = (KafkaError, OSError, ServiceUnreachable)
 
 
 async def setup_kafka(settings: Settings, wait_seconds: float) -> dict[str, int]:

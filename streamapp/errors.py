@@ -14,6 +14,11 @@ class DependencyError(Exception):
     """A dependency as a whole is unavailable; retry, never blame a message."""
 
 
-class ServiceUnreachable(SystemExit):
-    """A command cannot start because a service does not answer; the message (one line)
-    names the service, the address and the setting to check."""
+class ServiceUnreachable(DependencyError):
+    """A service does not answer; the message (one line) names the service, the address and
+    the setting to check. Commands that cannot start without it print that line and exit
+    (`exit_unreachable`); the set-up command waits and tries again."""
+
+
+class UnreachableExit(SystemExit):
+    """Ends a command with the one-line message of a ServiceUnreachable, no traceback."""

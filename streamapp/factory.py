@@ -16,6 +16,7 @@ import faust
 
 from streamapp.agents import register_agents
 from streamapp.dashboard import register_dashboard
+from streamapp.errors import ServiceUnreachable, UnreachableExit
 from streamapp.faust_compat import ConsumerPositions
 from streamapp.offsets import OffsetSequencer
 from streamapp.runtime import Runtime
@@ -59,7 +60,10 @@ class StreamApp(faust.App):
         # Input topics are not Faust-internal, so Faust never creates them; a producer that
         # comes first would get the broker's default partition count, and tables need the
         # same count as their source topics. Create them before the consumer subscribes.
-        await ensure_topics(self.config)
+        try:
+            await ensure_topics(self.config)
+        except ServiceUnreachable as exc:
+            raise UnreachableExit(str(exc)) from None
         await super().on_start()
 
 

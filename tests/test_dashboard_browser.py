@@ -181,6 +181,18 @@ async def test_dashboard_shows_live_totals(namespace: Namespace, worker_factory)
                 return ids if ids == expected_ids else None
 
             await eventually(listed, within=20, what="the recent hateful messages listed")
+
+            # Hate per window: the hateful bar and each category side by side, never stacked
+            # (a message can carry several categories, so a stack would overstate the
+            # flagged messages); its height is the hateful count the key figures show.
+            bars = await page.eval_on_selector_all(
+                "#hate-chart rect[data-key]",
+                """els => els.map(e => ({key: e.dataset.key, x: +e.getAttribute('x'),
+                    bottom: +e.getAttribute('y') + +e.getAttribute('height')}))""",
+            )
+            assert {b["key"] for b in bars} >= {"hateful", "hate_speech"}, bars
+            assert len({round(b["bottom"], 3) for b in bars}) == 1, "bars share the baseline"
+            assert len({b["x"] for b in bars}) == len(bars), "no two bars on top of each other"
             assert await page.is_hidden("#recent-empty")
             # Hateful text is blurred until the viewer asks to see it; the choice is kept.
             table_class = "#recent-hateful"

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import ValidationError
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from streamapp.errors import ServiceUnreachable
 from streamapp.settings import ENV_PREFIX, SettingsError, format_parse_error, load_settings
 from streamapp.sources.base import RecordOutput, Source, SourceError
 from streamapp.sources.output import KafkaOutput
@@ -77,5 +78,8 @@ def main_for(
         return 2
     except SourceError as exc:
         print(f"{name} source stopped: {exc}", file=sys.stderr)
+        return 2
+    except ServiceUnreachable as exc:
+        print(f"{name} source cannot start: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -3,7 +3,8 @@
 "use strict";
 
 const POLL_MS = 2000;
-const WINDOW_SLOTS = 30; // tumbling windows shown per chart
+const WINDOW_SLOTS = 30; // tumbling windows shown per chart, at most
+const MIN_SLOTS = 6; // ... and at least: a short burst is not a sliver at the axis' end
 const RECENT_LIMIT = 20;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -94,15 +95,19 @@ function byLabel(counts) {
 }
 
 // The view lists only windows with counts, newest first; charts want a gap-free run of
-// the latest WINDOW_SLOTS windows, oldest first, ending at the current window.
+// windows, oldest first, ending at the current window: from the oldest one with counts, but
+// no fewer than MIN_SLOTS and no more than WINDOW_SLOTS.
 function slots(report) {
   const size = report.window.size;
   // Keyed to the millisecond: a start computed below may differ from the server's float.
   const key = (t) => t.toFixed(3);
   const byStart = new Map(report.windows.map((w) => [key(w.start), w]));
   const newest = Math.max(report.current.start, ...report.windows.map((w) => w.start));
+  const oldest = Math.min(newest, ...report.windows.map((w) => w.start));
+  const span = Math.round((newest - oldest) / size) + 1;
+  const count = Math.min(WINDOW_SLOTS, Math.max(MIN_SLOTS, span));
   const out = [];
-  for (let i = WINDOW_SLOTS - 1; i >= 0; i--) {
+  for (let i = count - 1; i >= 0; i--) {
     const start = newest - i * size;
     const w = byStart.get(key(start));
     out.push({ start, end: start + size, values: w ? byLabel(w.counts) : {} });
@@ -119,15 +124,20 @@ function niceStep(x) {
   return 10 * p;
 }
 
-function drawStacked(figure, { data, keys, colour, yLabel, title }) {
+// Bars per window: stacked (parts of one whole, e.g. sentiment labels) or grouped side by side
+// (counts that overlap, e.g. hate categories: a message can carry several).
+function drawStacked(figure, { data, keys, colour, yLabel, title, grouped = false }) {
   const W = 640;
   const H = 230;
   const m = { l: 52, r: 30, t: 10, b: 34 };
   const iw = W - m.l - m.r;
   const ih = H - m.t - m.b;
   const totals = data.map((d) => sum(keys.map((k) => d.values[k] || 0)));
-  const step = niceStep(Math.max(...totals, 1) / 4);
-  const top = step * Math.max(1, Math.ceil(Math.max(...totals, 1) / step));
+  const heights = grouped
+    ? data.map((d) => Math.max(0, ...keys.map((k) => d.values[k] || 0)))
+    : totals;
+  const step = niceStep(Math.max(...heights, 1) / 4);
+  const top = step * Math.max(1, Math.ceil(Math.max(...heights, 1) / step));
   const y = (v) => m.t + ih - (ih * v) / top;
   const bw = iw / data.length;
   const titleId = `${figure.id}-title`;
@@ -173,20 +183,22 @@ function drawStacked(figure, { data, keys, colour, yLabel, title }) {
   const bars = s("g");
   data.forEach((d, i) => {
     let base = 0;
-    for (const k of keys) {
+    const slot = grouped ? Math.max((bw - 2) / keys.length, 1) : Math.max(bw - 2, 1);
+    keys.forEach((k, j) => {
       const n = d.values[k] || 0;
-      if (!n) continue;
+      if (!n) return;
       const rect = s("rect", {
-        x: m.l + i * bw + 1,
+        x: m.l + i * bw + 1 + (grouped ? j * slot : 0),
         y: y(base + n),
-        width: Math.max(bw - 2, 1),
+        width: slot,
         height: y(base) - y(base + n),
         fill: colour(k),
+        "data-key": k,
       });
       rect.append(s("title", {}, `${timeFormat.format(d.start * 1000)}: ${k} ${n}`));
       bars.append(rect);
-      base += n;
-    }
+      if (!grouped) base += n;
+    });
   });
   svg.append(bars);
   if (sum(totals) === 0) {
@@ -280,14 +292,19 @@ function renderCharts(sentiment, hate) {
     .filter((k) => k !== MESSAGES && k !== HATEFUL)
     .filter((k, i, all) => all.indexOf(k) === i)
     .sort();
+  // Hateful messages first, then each category beside it: a message can carry several
+  // categories, so stacking them would add up to more than the messages flagged.
+  const hKeys = [HATEFUL, ...categories];
   $("hate-caption").textContent =
-    `Hate categories flagged per ${sizeText} tumbling window (a message can carry several).`;
+    `Hateful messages and each category per ${sizeText} tumbling window, side by side ` +
+    `(a message can carry several categories).`;
   drawStacked($("hate-chart"), {
     data: hData,
-    keys: categories,
-    colour: paletteColour(categories),
-    yLabel: "flagged messages",
-    title: `Hate: flagged messages per ${sizeText} window, stacked by category`,
+    keys: hKeys,
+    colour: paletteColour(hKeys),
+    yLabel: "messages",
+    title: `Hate: hateful messages and categories per ${sizeText} window`,
+    grouped: true,
   });
 
   const tData = hData.map((d) => ({ ...d, values: { [MESSAGES]: d.values[MESSAGES] || 0 } }));
