@@ -34,7 +34,7 @@ WORKDIR /app
 USER streamapp
 
 # Table stores (RocksDB) and the sources' state live under /data: named volumes in compose.
-ENV STREAMAPP_DATA_DIR=/data/worker \
+ENV STREAMAPP_DATA_DIR=/data/worker-{hostname} \
     STREAMAPP_NEWSAPI_STATE_DIR=/data/newsapi \
     STREAMAPP_JETSTREAM_STATE_DIR=/data/jetstream
 

@@ -42,8 +42,10 @@ $(TEST_STAMP): $(RUN_STAMP)
 
 install: $(TEST_STAMP)
 
+# `make run WORKERS=2`: several worker processes in one consumer group (web ports 6066, 6067...).
+WORKERS ?= 1
 run: $(RUN_STAMP)
-	$(BIN)/python -m devstack.run
+	$(BIN)/python -m devstack.run --workers $(WORKERS)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m devstack fetch

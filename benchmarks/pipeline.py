@@ -7,7 +7,9 @@ Starts Kafka and Elasticsearch if they are not running (and stops them again aft
 possible, and reports:
 
 - classifier alone (the offline model, batched, in this process);
-- end to end: first message produced -> N documents in Elasticsearch, and the tables' totals.
+- end to end, with 1 and with 2 worker processes (one app id: Faust shares the partitions):
+  first message produced -> N documents in Elasticsearch, and the tables' totals (gathered
+  from every worker).
 
 Compare figures from one run (the machines are shared and noisy): the ratio of end-to-end to
 classifier-only throughput shows how much Kafka, Elasticsearch and the tables cost.
@@ -99,22 +101,12 @@ def get_json(url: str) -> dict:
         return {}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--batch-size", type=int, default=500)
-    args = parser.parse_args(argv)
-    n = args.messages
-
-    cfg = DevstackConfig.from_env()
-    started_here = []
-    for svc in (KafkaService(cfg), ElasticsearchService(cfg)):
-        if not svc.running():
-            svc.start()
-            started_here.append(svc)
+def end_to_end(cfg: DevstackConfig, n: int, batch_size: int, workers: int) -> dict[str, float]:
+    """N tweets through `workers` worker processes (one app id) on fresh topics and indices:
+    seconds from the first message produced to N searchable, and what the tables counted."""
     tag = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="streamapp-bench-"))
-    port = free_port()
+    ports = [free_port() for _ in range(workers)]
     env = {
         **os.environ,
         "STREAMAPP_APP_ID": f"streamapp-bench-{tag}",
@@ -125,31 +117,41 @@ def main(argv: list[str] | None = None) -> int:
         "STREAMAPP_DEAD_LETTER_TOPIC": f"bench-deadletter-{tag}",
         "STREAMAPP_TWEETS_INDEX": f"bench-tweets-{tag}",
         "STREAMAPP_NEWS_INDEX": f"bench-news-{tag}",
-        "STREAMAPP_DATA_DIR": str(workdir / "data"),
-        "STREAMAPP_WEB_PORT": str(port),
-        "STREAMAPP_BATCH_SIZE": str(args.batch_size),
+        "STREAMAPP_BATCH_SIZE": str(batch_size),
     }
-    log = open(workdir / "worker.log", "wb")  # noqa: SIM115 - closed below
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "faust", "-A", "streamapp", "worker", "-l", "warn"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=PROJECT_ROOT,
-    )
+    logs = [open(workdir / f"worker-{i}.log", "wb") for i in range(workers)]  # noqa: SIM115
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "faust", "-A", "streamapp", "worker", "-l", "warn"],
+            env={
+                **env,
+                "STREAMAPP_DATA_DIR": str(workdir / f"data-{i}"),
+                "STREAMAPP_WEB_PORT": str(port),
+            },
+            stdout=logs[i],
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+        )
+        for i, port in enumerate(ports)
+    ]
     es = Elasticsearch(cfg.elasticsearch_url, request_timeout=30)
     index = env["STREAMAPP_TWEETS_INDEX"]
+    web = f"http://127.0.0.1:{ports[0]}"
     try:
-        deadline = time.monotonic() + 120
-        while get_json(f"http://127.0.0.1:{port}/health/").get("status") != "ok":
-            if worker.poll() is not None or time.monotonic() > deadline:
-                print(f"worker did not become healthy; log: {workdir / 'worker.log'}")
-                return 1
+        deadline = time.monotonic() + 180
+
+        def settled() -> bool:
+            # Every worker healthy and in the group, so the run is not a rebalance.
+            for port in ports:
+                body = get_json(f"http://127.0.0.1:{port}/health/")
+                if body.get("status") != "ok" or len(body.get("workers", {})) != workers:
+                    return False
+            return True
+
+        while not settled():
+            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                raise SystemExit(f"workers did not become healthy; logs in {workdir}")
             time.sleep(0.5)
-
-        rate = asyncio.run(classifier_rate(min(n, 20_000), args.batch_size))
-        print(f"classifier only (offline, batches of {args.batch_size}): {rate:,.0f} msg/s")
-
         messages = tweets(n, tag)
         t0 = time.monotonic()
         asyncio.run(produce(cfg.kafka_bootstrap, env["STREAMAPP_TWEETS_TOPIC"], messages))
@@ -160,20 +162,53 @@ def main(argv: list[str] | None = None) -> int:
             es.indices.refresh(index=index)
             count = int(es.count(index=index)["count"])
         elapsed = time.monotonic() - t0
-        totals = get_json(f"http://127.0.0.1:{port}/sentiment/?window=tumbling").get("totals", {})
+        totals = get_json(f"{web}/sentiment/?window=tumbling").get("totals", {})
         counted = sum(v for labels in totals.values() for v in labels.values())
-        print(f"produced {n:,} messages in {produced:.1f}s")
-        print(
-            f"end to end: {count:,} documents in Elasticsearch after {elapsed:.1f}s "
-            f"= {count / elapsed:,.0f} msg/s; tables counted {counted:,}"
-        )
-        print(f"end-to-end / classifier-only = {count / elapsed / rate:.2f}")
-        return 0 if count == n else 1
+        return {"produced_s": produced, "elapsed_s": elapsed, "indexed": count, "counted": counted}
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
-        log.close()
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=60)
+        for f in logs:
+            f.close()
         es.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="worker processes to compare"
+    )
+    args = parser.parse_args(argv)
+    n = args.messages
+
+    cfg = DevstackConfig.from_env()
+    started_here = []
+    for svc in (KafkaService(cfg), ElasticsearchService(cfg)):
+        if not svc.running():
+            svc.start()
+            started_here.append(svc)
+    try:
+        rate = asyncio.run(classifier_rate(min(n, 20_000), args.batch_size))
+        print(f"classifier only (offline, batches of {args.batch_size}): {rate:,.0f} msg/s")
+        ok = True
+        first: float | None = None
+        for workers in args.workers:
+            r = end_to_end(cfg, n, args.batch_size, workers)
+            per_s = r["indexed"] / r["elapsed_s"]
+            first = first or per_s
+            print(
+                f"end to end, {workers} worker process(es): {r['indexed']:,} documents in "
+                f"Elasticsearch after {r['elapsed_s']:.1f}s = {per_s:,.0f} msg/s "
+                f"(x{per_s / first:.2f} of the first row; produced in {r['produced_s']:.1f}s); "
+                f"tables counted {r['counted']:,.0f}"
+            )
+            ok = ok and r["indexed"] == n and r["counted"] == n
+        return 0 if ok else 1
+    finally:
         for svc in reversed(started_here):
             svc.stop()
 

@@ -6,6 +6,7 @@ the services this command started (services that were already running are left r
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -77,7 +78,17 @@ def wait_healthy(
     raise DevstackError(f"the worker did not report healthy within 180s; see {log_path}")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make run", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WORKERS", "1")),
+        help="worker processes (one consumer group; useful up to STREAMAPP_TOPIC_PARTITIONS)",
+    )
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _stop_on_signal)
     cfg = DevstackConfig.from_env()
@@ -86,7 +97,7 @@ def main() -> int:
         ElasticsearchService(cfg),
     ]
     started = []
-    worker: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = []
     env = {
         **os.environ,
         "STREAMAPP_KAFKA_BROKER": os.environ.get(
@@ -95,12 +106,14 @@ def main() -> int:
         "STREAMAPP_ELASTICSEARCH_URL": os.environ.get(
             "STREAMAPP_ELASTICSEARCH_URL", cfg.elasticsearch_url
         ),
-        "STREAMAPP_DATA_DIR": os.environ.get(
-            "STREAMAPP_DATA_DIR", str(cfg.run_dir / "worker-data")
-        ),
     }
-    port = env.get("STREAMAPP_WEB_PORT", "6066")
-    base = f"http://127.0.0.1:{port}"
+    data_dir = os.environ.get("STREAMAPP_DATA_DIR", str(cfg.run_dir / "worker-data"))
+    first_port = int(env.get("STREAMAPP_WEB_PORT", "6066"))
+    bases = [f"http://127.0.0.1:{first_port + i}" for i in range(args.workers)]
+    base = bases[0]
+    log_paths = [
+        cfg.run_dir / ("worker.log" if i == 0 else f"worker-{i}.log") for i in range(args.workers)
+    ]
     try:
         for svc in services:
             if not svc.running():
@@ -108,16 +121,25 @@ def main() -> int:
                 started.append(svc)
             else:
                 print(svc.status())
-        log_path = cfg.run_dir / "worker.log"
-        print(f"starting the streamapp worker (log: {log_path})")
-        log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the worker
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "streamapp", "worker", "-l", "info"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_healthy(f"{base}/health/", worker, log_path, env)
+        for i, log_path in enumerate(log_paths):
+            # Same app id, so one consumer group: Faust shares the partitions among them.
+            worker_env = {
+                **env,
+                "STREAMAPP_WEB_PORT": str(first_port + i),
+                "STREAMAPP_DATA_DIR": data_dir if i == 0 else f"{data_dir}-{i}",
+            }
+            print(f"starting streamapp worker {i + 1} of {args.workers} (log: {log_path})")
+            log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the worker
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "faust", "-A", "streamapp", "worker", "-l", "info"],
+                    env=worker_env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        for url, worker, log_path in zip(bases, workers, log_paths, strict=True):
+            wait_healthy(f"{url}/health/", worker, log_path, env)
         subprocess.run(
             [sys.executable, "-m", "streamapp.sources", "replay", "--restamp"], env=env, check=True
         )
@@ -127,10 +149,13 @@ def main() -> int:
         es = cfg.elasticsearch_url
         tweets_index = env.get("STREAMAPP_TWEETS_INDEX", "streamapp-tweets")
         news_index = env.get("STREAMAPP_NEWS_INDEX", "streamapp-news")
+        others = "".join(
+            f"\n  worker {i + 1}        {u}/dashboard/" for i, u in enumerate(bases) if i
+        )
         print(
             f"""
-streamapp is running ({indexed} sample messages indexed so far).
-  live dashboard  {base}/dashboard/
+streamapp is running ({indexed} sample messages indexed so far, {args.workers} worker(s)).
+  live dashboard  {base}/dashboard/{others}
   health          {base}/health/
   sentiment       {base}/sentiment/?window=tumbling   (or ?window=hopping&source=replay)
   hate speech     {base}/hate/
@@ -138,13 +163,15 @@ streamapp is running ({indexed} sample messages indexed so far).
   Elasticsearch   {es}/{tweets_index}/_search?q=hate:true
                   {es}/{news_index}/_search
   more data       .venv/bin/python -m streamapp.sources replay FILE.jsonl --rate 50
-  worker log      {log_path}
+  worker log      {log_paths[0]}
 Press Ctrl-C to stop.""",
             flush=True,
         )
-        while worker.poll() is None:
+        while all(w.poll() is None for w in workers):
             time.sleep(1)
-        print(f"the worker exited with {worker.returncode}; see {log_path}")
+        for w, log_path in zip(workers, log_paths, strict=True):
+            if w.poll() is not None:
+                print(f"a worker exited with {w.returncode}; see {log_path}")
         return 1
     except (KeyboardInterrupt, Stopped) as exc:
         print(f"\nstopping ({exc or 'Ctrl-C'})", flush=True)
@@ -156,8 +183,10 @@ Press Ctrl-C to stop.""",
         # A second signal must not cut the clean-up short.
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
             try:
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -15,6 +15,7 @@ from typing import Any
 import faust
 
 from streamapp.agents import register_agents
+from streamapp.cluster import Cluster
 from streamapp.dashboard import register_dashboard
 from streamapp.errors import ServiceUnreachable, UnreachableExit
 from streamapp.faust_compat import ConsumerPositions
@@ -41,6 +42,8 @@ class WorkerParts:
     sink: ElasticsearchSink
     #: The consumer's assignment and offsets, for /health/.
     positions: ConsumerPositions
+    #: The other workers of this app id, for views that answer for all partitions.
+    cluster: Cluster
 
 
 class StreamApp(faust.App):
@@ -55,6 +58,7 @@ class StreamApp(faust.App):
         # `super().on_stop()`) does not wait out a dependency's outage.
         self.parts.runtime.abandon()
         await super().on_stop()
+        await self.parts.cluster.close()
 
     async def on_start(self) -> None:
         # Input topics are not Faust-internal, so Faust never creates them; a producer that
@@ -92,6 +96,8 @@ def create_app(settings: Settings) -> StreamApp:
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
+        # What other workers use to reach this one's views (Faust shares it in assignments).
+        canonical_url=settings.advertised_url,
         web_cors_options=None,
     )
     topics = declare_topics(app, settings)
@@ -108,7 +114,8 @@ def create_app(settings: Settings) -> StreamApp:
     app.service(runtime)  # type: ignore[arg-type] # an instance is started as it is
     positions = ConsumerPositions(app)
     sequencer = OffsetSequencer(positions)
-    app.parts = WorkerParts(settings, topics, tables, runtime, sequencer, sink, positions)
+    cluster = Cluster(app, timeout=settings.cluster_timeout)
+    app.parts = WorkerParts(settings, topics, tables, runtime, sequencer, sink, positions, cluster)
 
     register_agents(
         app,

@@ -6,6 +6,7 @@ Defaults work against the local stack started by `python -m devstack start`.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +39,11 @@ class Settings(BaseSettings):
     kafka_broker: str = Field(
         "kafka://127.0.0.1:9092", description="Kafka bootstrap servers, comma separated"
     )
-    data_dir: Path = Field(Path(".streamapp-data"), description="Faust data dir (table stores)")
+    data_dir: Path = Field(
+        Path(".streamapp-data"),
+        description="Faust data dir (table stores); {hostname} becomes the host's name, so "
+        "replicas sharing a volume (docker compose --scale) keep stores of their own",
+    )
     table_store: str = Field("rocksdb://", description="Faust table store: rocksdb:// or memory://")
     topic_partitions: int = Field(4, ge=1, le=1024, description="partitions of input topics")
     topic_replication: int = Field(1, ge=1, description="replication factor of created topics")
@@ -119,6 +124,14 @@ class Settings(BaseSettings):
     # -- web server ----------------------------------------------------------
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
+    web_url: str | None = Field(
+        None,
+        description="URL other workers reach this one's views at; default http://WEB_HOST:"
+        "WEB_PORT (the host name when WEB_HOST is 0.0.0.0)",
+    )
+    cluster_timeout: float = Field(
+        2.0, gt=0, description="seconds a view waits for another worker's partitions"
+    )
 
     @field_validator("tweets_topic", "news_topic", "dead_letter_topic")
     @classmethod
@@ -191,6 +204,23 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}DEAD_LETTER_TOPIC must differ"
             )
         return self
+
+    @property
+    def advertised_url(self) -> str:
+        if self.web_url:
+            return self.web_url.rstrip("/")
+        host = socket.gethostname() if self.web_host in ("0.0.0.0", "::", "") else self.web_host
+        return f"http://{host}:{self.web_port}"
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _data_dir(cls, value: Path) -> Path:
+        return Path(str(value).replace("{hostname}", socket.gethostname()))
+
+    @field_validator("web_url", mode="before")
+    @classmethod
+    def _blank_url(cls, value: object) -> object:
+        return blank_is_unset(value)
 
     @property
     def broker_addresses(self) -> list[tuple[str, int]]:

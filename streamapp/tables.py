@@ -213,6 +213,14 @@ class WindowedCounter:
         """{window: {source: {label: count}}}, summed over this worker's partitions."""
         return summarise(self._items(), source)
 
+    @property
+    def changelog_topic(self) -> str:
+        return str(self.table.changelog_topic.get_topic_name())
+
+    def items(self) -> Iterator[tuple[TableKey, Mapping[str, int]]]:
+        """This worker's items: ((key, window), {"n", "o"})."""
+        return self._items()
+
     def _items(self) -> Iterator[tuple[TableKey, Mapping[str, int]]]:
         for table_key, value in list(self.table.items()):
             if value is None:

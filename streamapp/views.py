@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from faust.types import AppT
 from faust.web import Request, Response, View
 
+from streamapp.cluster import Gathered, Item, decode_items, encode_items, sum_numbers, union
+from streamapp.counting import summarise
 from streamapp.health import AgentProgress, any_reachable, assess
 from streamapp.tables import WindowedCounter
 
@@ -27,7 +30,8 @@ if TYPE_CHECKING:
     from streamapp.factory import WorkerParts
 
 MAX_LIMIT = 10_000
-WINDOW_PARAMS = frozenset({"window", "limit", "source"})
+WINDOW_PARAMS = frozenset({"window", "limit", "source", "scope"})
+SCOPES = ("cluster", "local")
 
 
 class BadRequest(ValueError):
@@ -51,15 +55,37 @@ def window_row(rng: tuple[float, float], size: float, counts: dict[str, dict[str
     }
 
 
-def window_report(
-    counters: dict[str, WindowedCounter], query: dict[str, str], now: float
-) -> dict[str, Any]:
+def scope_of(query: Mapping[str, str]) -> str:
+    """`cluster` (the default: every worker's partitions) or `local` (this worker's only,
+    what workers ask each other for)."""
+    scope = query.get("scope", "cluster")
+    if scope not in SCOPES:
+        raise BadRequest(f"scope must be one of {list(SCOPES)}")
+    return scope
+
+
+def pick_counter(counters: dict[str, WindowedCounter], query: Mapping[str, str]) -> WindowedCounter:
     unknown = sorted(set(query) - WINDOW_PARAMS)
     if unknown:
         raise BadRequest(f"unknown parameter(s) {unknown}; allowed: {sorted(WINDOW_PARAMS)}")
     kind = query.get("window", "tumbling")
     if kind not in counters:
         raise BadRequest(f"window must be one of {sorted(counters)}")
+    return counters[kind]
+
+
+def window_report(
+    counters: dict[str, WindowedCounter],
+    query: dict[str, str],
+    now: float,
+    items: Sequence[Item] | None = None,
+) -> dict[str, Any]:
+    """The report of the counter `query` names, over `items` (the table items of every
+    worker; by default this worker's own)."""
+    counter = pick_counter(counters, query)
+    kind = query.get("window", "tumbling")
+    if items is None:
+        items = list(counter.items())
     try:
         limit = int(query.get("limit", "60"))
     except ValueError:
@@ -67,11 +93,10 @@ def window_report(
     if not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
     source = query.get("source") or None
-    counter = counters[kind]
     size = float(counter.window.size)
-    every = counter.windows()
+    every = summarise(items)
     known = sorted({src for counts in every.values() for src in counts})
-    windows = every if source is None else counter.windows(source)
+    windows = every if source is None else summarise(items, source)
     current = counter.current_window(now)
     rows = []
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -121,11 +146,39 @@ class _WindowView(View):
     async def get(self, request: Request) -> Response:
         if (body := stopping_body(self.app)) is not None:
             return self.json(body, status=503)
+        query = dict(request.query)
+        parts = parts_of(self)
         try:
-            body = window_report(self.counters(), dict(request.query), time.time())
+            scope = scope_of(query)
+            counter = pick_counter(self.counters(), query)
         except BadRequest as exc:
             return self.json({"error": str(exc)}, status=400)
+        local = list(counter.items())
+        mine = parts.cluster.local_partitions(counter.changelog_topic)
+        if scope == "local":
+            return self.json({"items": encode_items(local), "partitions": mine})
+        gathered = await parts.cluster.gather(
+            request.rel_url.path, {k: v for k, v in query.items() if k == "window"}
+        )
+        items = union(local, *(decode_items(b.get("items", [])) for b in gathered.bodies.values()))
+        covered = set(mine).union(*(b.get("partitions", []) for b in gathered.bodies.values()))
+        try:
+            body = window_report(self.counters(), query, time.time(), items)
+        except BadRequest as exc:
+            return self.json({"error": str(exc)}, status=400)
+        body.update(cluster_fields(parts, gathered, covered))
         return self.json(body)
+
+
+def cluster_fields(parts: WorkerParts, gathered: Gathered, covered: set[int]) -> dict[str, Any]:
+    """Which workers answered, and which partitions nobody could answer for."""
+    workers: dict[str, str] = {parts.cluster.me: "ok"}
+    workers.update({url: "ok" for url in gathered.bodies})
+    workers.update(gathered.errors)
+    return {
+        "workers": workers,
+        "missing_partitions": sorted(set(range(parts.settings.topic_partitions)) - covered),
+    }
 
 
 class SentimentView(_WindowView):
@@ -143,7 +196,7 @@ class HateView(_WindowView):
         return parts_of(self).tables.hate
 
 
-def stats(parts: WorkerParts) -> dict[str, Any]:
+def local_stats(parts: WorkerParts) -> dict[str, Any]:
     runtime, sequencer = parts.runtime, parts.sequencer
     return {
         "pipelines": {name: p.stats.as_dict() for name, p in runtime.pipelines.items()},
@@ -159,9 +212,27 @@ def stats(parts: WorkerParts) -> dict[str, Any]:
     }
 
 
+async def stats(parts: WorkerParts, scope: str, path: str = "/stats/") -> dict[str, Any]:
+    """This worker's counters, or (scope `cluster`) every worker's summed, with `workers`."""
+    mine = local_stats(parts)
+    if scope == "local":
+        return mine
+    gathered = await parts.cluster.gather(path, {})
+    out: dict[str, Any] = sum_numbers([mine, *gathered.bodies.values()])
+    workers: dict[str, Any] = {parts.cluster.me: "ok"}
+    workers.update({url: "ok" for url in gathered.bodies})
+    workers.update(gathered.errors)
+    out["workers"] = workers
+    return out
+
+
 class StatsView(View):
     async def get(self, request: Request) -> Response:
-        return self.json(stats(parts_of(self)))
+        try:
+            scope = scope_of(request.query)
+        except BadRequest as exc:
+            return self.json({"error": str(exc)}, status=400)
+        return self.json(await stats(parts_of(self), scope, request.rel_url.path))
 
 
 class HealthView(View):
@@ -171,6 +242,10 @@ class HealthView(View):
         if (body := stopping_body(self.app)) is not None:
             return self.json(body, status=503)
         parts = parts_of(self)
+        try:
+            scope = scope_of(request.query)
+        except BadRequest as exc:
+            return self.json({"error": str(exc)}, status=400)
         runtime, settings = parts.runtime, parts.settings
         es_ok, kafka_ok = await asyncio.gather(
             runtime.sink.healthy(), any_reachable(settings.broker_addresses)
@@ -194,9 +269,28 @@ class HealthView(View):
             "elasticsearch_reachable": es_ok,
             "failing_pipelines": failing,
             "agents": agents,
-            **stats(parts),
+            **local_stats(parts),
         }
-        return self.json(body, status=200 if status == "ok" else 503)
+        if scope == "cluster":
+            body = await with_other_workers(parts, body, request.rel_url.path)
+        return self.json(body, status=200 if body["status"] == "ok" else 503)
+
+
+async def with_other_workers(parts: WorkerParts, mine: dict[str, Any], path: str) -> dict[str, Any]:
+    """This worker's health joined with every other worker's: ok only if all are."""
+    gathered = await parts.cluster.gather(path, {})
+    workers: dict[str, Any] = {parts.cluster.me: mine["status"]}
+    problems = list(mine["problems"])
+    for url, body in gathered.bodies.items():
+        workers[url] = body.get("status", "unknown")
+        problems += [f"{url}: {p}" for p in body.get("problems", [])]
+    for url, error in gathered.errors.items():
+        workers[url] = "unreachable"
+        problems.append(f"{url}: unreachable ({error})")
+    status = mine["status"]
+    if status == "ok" and any(s != "ok" for s in workers.values()):
+        status = "degraded"
+    return {**mine, "status": status, "problems": problems, "workers": workers}
 
 
 def agent_progress(parts: WorkerParts, kind: str) -> AgentProgress:

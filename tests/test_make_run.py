@@ -4,12 +4,14 @@ a clean stop on SIGTERM, and a fast, named failure when a service cannot be reac
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,39 @@ def test_a_second_checkout_gets_its_own_services_and_sigterm_stops_everything(
     assert not port_open("127.0.0.1", es_port), "elasticsearch left running"
     assert not port_open("127.0.0.1", int(env["STREAMAPP_WEB_PORT"])), "worker left running"
     assert not pid_alive(kafka_pid) and not pid_alive(es_pid)
+
+
+def test_make_run_with_two_workers(namespace: Namespace) -> None:
+    """`make run WORKERS=2`: two workers in one consumer group, each answering for both."""
+    first = free_port()
+    second = first + 1
+    if port_open("127.0.0.1", second):
+        pytest.skip(f"port {second} is taken, and make run uses consecutive ports")
+    env = {**namespace.env, "STREAMAPP_WEB_PORT": str(first)}
+    log = namespace.workdir / "make-run-2.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack.run", "--workers", "2"],
+        env={**os.environ, **env},
+        cwd=PROJECT_ROOT,
+        stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(
+            lambda: "streamapp is running" in log.read_text(errors="replace"),
+            timeout=240,
+            what="make run with two workers",
+        )
+        assert "2 worker(s)" in log.read_text(errors="replace")
+        for port in (first, second):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/", timeout=10) as resp:
+                body = json.load(resp)
+            assert len(body["workers"]) == 2, body["workers"]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, log.read_text(errors="replace")
+    assert not port_open("127.0.0.1", first) and not port_open("127.0.0.1", second)

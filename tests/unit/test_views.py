@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from yarl import URL
 
 from streamapp.factory import StreamApp, create_app
 from streamapp.settings import load_settings
@@ -15,6 +16,7 @@ from streamapp.views import HateView, HealthView, SentimentView, iso, window_row
 
 class FakeRequest:
     query: dict[str, str] = {}
+    rel_url = URL("/sentiment/")
 
 
 @pytest.fixture
