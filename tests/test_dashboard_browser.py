@@ -159,7 +159,13 @@ async def test_dashboard_shows_live_totals(namespace: Namespace, worker_factory)
             assert total(shown["sentiment"]) == len(first)
 
             # Recent hateful messages: whatever /recent/ answers, the page lists; and it
-            # answers with what Elasticsearch holds as hateful, newest first.
+            # answers with what Elasticsearch holds as hateful, newest first. The tables can
+            # count a batch up to a refresh interval (1 s) before it is searchable: refresh.
+            es = ns.es()
+            try:
+                es.indices.refresh(index=ns.indices)
+            finally:
+                es.close()
             status, recent = await asyncio.to_thread(worker.get, "/recent/?hate=true&limit=20")
             assert status == 200, recent
             assert recent["items"], "the sample tweets include hateful ones; none were listed"
