@@ -19,6 +19,7 @@ from streamapp.cluster import Cluster
 from streamapp.dashboard import register_dashboard
 from streamapp.errors import ServiceUnreachable, UnreachableExit
 from streamapp.faust_compat import ConsumerPositions
+from streamapp.metrics import Metrics, register_metrics
 from streamapp.offsets import OffsetSequencer
 from streamapp.runtime import Runtime
 from streamapp.settings import Settings
@@ -44,6 +45,8 @@ class WorkerParts:
     positions: ConsumerPositions
     #: The other workers of this app id, for views that answer for all partitions.
     cluster: Cluster
+    #: The registry /metrics exposes.
+    metrics: Metrics
 
 
 class StreamApp(faust.App):
@@ -103,11 +106,13 @@ def create_app(settings: Settings) -> StreamApp:
     topics = declare_topics(app, settings)
     tables = declare_tables(app, settings)
     sink = ElasticsearchSink(settings)
+    metrics = Metrics()
     runtime = Runtime(
         settings,
         sink=sink,
         dead_letters=DeadLetterQueue(topics.dead_letter, settings.dead_letter_max_bytes),
         tables=tables,
+        metrics=metrics,
         loop=app.loop,
         beacon=app.beacon,
     )
@@ -115,7 +120,10 @@ def create_app(settings: Settings) -> StreamApp:
     positions = ConsumerPositions(app)
     sequencer = OffsetSequencer(positions)
     cluster = Cluster(app, timeout=settings.cluster_timeout)
-    app.parts = WorkerParts(settings, topics, tables, runtime, sequencer, sink, positions, cluster)
+    app.parts = WorkerParts(
+        settings, topics, tables, runtime, sequencer, sink, positions, cluster, metrics
+    )
+    metrics.watch(app.parts)
 
     register_agents(
         app,
@@ -126,5 +134,6 @@ def create_app(settings: Settings) -> StreamApp:
     )
     register_views(app)
     register_dashboard(app)
+    register_metrics(app)
     register_not_found(app)
     return app

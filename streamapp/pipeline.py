@@ -28,6 +28,7 @@ from streamapp.counting import Count, Position, batch_counts, last_per_id
 from streamapp.decoding import DecodeFailure, decode
 from streamapp.errors import DependencyError
 from streamapp.language import LanguageDetector, normalise_code
+from streamapp.metrics import Metrics
 from streamapp.models import (
     DeadLetter,
     InputRecord,
@@ -107,6 +108,7 @@ class Pipeline:
         dead_letters: DeadLetterSink,
         tables: BatchCounter,
         detector: LanguageDetector | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.model = model
         self.index_alias = index_alias
@@ -116,6 +118,7 @@ class Pipeline:
         self.detector = detector
         self.dead_letters = dead_letters
         self.tables = tables
+        self.metrics = metrics
         self.stats = Stats()
         # Table writes of the current batch not yet confirmed: a retry of the batch applies
         # nothing new (the watermarks have it), so it must finish confirming these.
@@ -126,10 +129,14 @@ class Pipeline:
         meanwhile `stats` says since when, for `/health/`."""
         self.stats.batch_started_at = time.time()
         self.stats.batch_oldest_timestamp = min(e.message.timestamp for e in events)
+        started = time.perf_counter()
         try:
             await self._process(events)
         finally:
             self.stats.batch_started_at = self.stats.batch_oldest_timestamp = None
+        if self.metrics is not None:
+            topic = events[0].message.topic
+            self.metrics.batch_seconds.labels(topic).observe(time.perf_counter() - started)
 
     async def _process(self, events: Sequence[EventT]) -> None:
         """Process a batch until every message is indexed or dead-lettered.
@@ -217,7 +224,11 @@ class Pipeline:
         items = last_per_id(decoded, lambda item: item[0].message_id)
         texts = [r.classification_text() for r, _ in items]
         langs, detected = await self._languages([r for r, _ in items], texts)
+        started = time.perf_counter()
         analyses = await self.router.classify(texts, langs)
+        if self.metrics is not None and events:
+            topic = events[0].message.topic
+            self.metrics.classify_seconds.labels(topic).observe(time.perf_counter() - started)
         now = datetime.now(UTC)
         docs = [
             to_document(classify_record(r, a, now, lang=lang, lang_detected=det))

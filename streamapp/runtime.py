@@ -21,6 +21,7 @@ from mode import Service
 from streamapp.classifiers import Classifier, create_classifier
 from streamapp.classifiers.routing import Router
 from streamapp.language import LanguageDetector
+from streamapp.metrics import Metrics
 from streamapp.models import NewsArticle, Tweet
 from streamapp.pipeline import Pipeline
 from streamapp.settings import Settings
@@ -41,10 +42,12 @@ class Runtime(Service):
         sink: DocumentSink,
         dead_letters: DeadLetterQueue,
         tables: Tables,
+        metrics: Metrics | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
+        self.metrics = metrics
         self.sink = sink
         self.dead_letters = dead_letters
         self.tables = tables
@@ -91,6 +94,7 @@ class Runtime(Service):
                 dead_letters=self.dead_letters,
                 tables=self.tables,
                 detector=detector,
+                metrics=self.metrics,
             )
             log.info("%s: classifier %s %s", kind, router.primary.name, router.primary.version)
         self.ready_at = time.time()

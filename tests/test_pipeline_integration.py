@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import time
+import urllib.request
 
 import pytest
 from helpers import (
@@ -25,6 +26,11 @@ from devstack.elasticsearch import ElasticsearchService
 from streamapp.models import article_id
 
 pytestmark = pytest.mark.integration
+
+
+def scrape(url: str) -> tuple[str, str]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.headers["Content-Type"], resp.read().decode()
 
 
 def assert_tables_match_documents(worker, ns: Namespace, n: int) -> None:
@@ -107,6 +113,12 @@ async def test_n_messages_end_to_end(namespace: Namespace, worker_factory) -> No
     status, body = worker.get("/no/such/page")
     assert status == 404 and "/sentiment/" in body["pages"]
     assert worker.get("/router/")[0] == 200
+    # Prometheus scrapes each worker: its own figures, in the text format.
+    content_type, metrics = await asyncio.to_thread(scrape, worker.web + "/metrics")
+    assert content_type.startswith("text/plain")
+    assert f'streamapp_messages_indexed_total{{topic="{ns.tweets_topic}"}} 1000.0' in metrics
+    assert f'streamapp_messages_indexed_total{{topic="{ns.news_topic}"}} 200.0' in metrics
+    assert "streamapp_batch_seconds_bucket" in metrics and "streamapp_consumer_lag" in metrics
 
 
 async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
