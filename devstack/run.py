@@ -86,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("WORKERS", "1")),
         help="worker processes (one consumer group; useful up to STREAMAPP_TOPIC_PARTITIONS)",
     )
+    parser.add_argument(
+        "--demo-rate",
+        type=float,
+        default=float(os.environ.get("DEMO_RATE", "10")),
+        help="messages/s of the bundled sample replayed in a loop (0: replay it once)",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     started = []
     workers: list[subprocess.Popen[bytes]] = []
+    demo: subprocess.Popen[bytes] | None = None
     env = {
         **os.environ,
         "STREAMAPP_KAFKA_BROKER": os.environ.get(
@@ -140,9 +147,18 @@ def main(argv: list[str] | None = None) -> int:
             )
         for url, worker, log_path in zip(bases, workers, log_paths, strict=True):
             wait_healthy(f"{url}/health/", worker, log_path, env)
-        subprocess.run(
-            [sys.executable, "-m", "streamapp.sources", "replay", "--restamp"], env=env, check=True
-        )
+        replay = [sys.executable, "-m", "streamapp.sources", "replay", "--restamp"]
+        if args.demo_rate > 0:
+            # A demo that stays live: the sample again and again, so the windows keep filling.
+            demo_log = cfg.run_dir / "demo.log"
+            demo = subprocess.Popen(
+                [*replay, "--loop", "--rate", str(args.demo_rate)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=open(demo_log, "ab"),  # noqa: SIM115 - lives as long as the demo
+            )
+        else:
+            subprocess.run(replay, env=env, check=True)
         time.sleep(3)
         stats = _health(f"{base}/stats/") or {}
         indexed = sum(p.get("indexed", 0) for p in stats.get("pipelines", {}).values())
@@ -162,6 +178,7 @@ streamapp is running ({indexed} sample messages indexed so far, {args.workers} w
   pipeline stats  {base}/stats/
   Elasticsearch   {es}/{tweets_index}/_search?q=hate:true
                   {es}/{news_index}/_search
+  demo data       the bundled sample in a loop at {args.demo_rate:g} msg/s (DEMO_RATE=0: once)
   more data       .venv/bin/python -m streamapp.sources replay FILE.jsonl --rate 50
   worker log      {log_paths[0]}
 Press Ctrl-C to stop.""",
@@ -183,6 +200,12 @@ Press Ctrl-C to stop.""",
         # A second signal must not cut the clean-up short.
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
+        if demo is not None and demo.poll() is None:
+            demo.send_signal(signal.SIGTERM)
+            try:
+                demo.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                demo.kill()
         for worker in workers:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)

@@ -109,6 +109,9 @@ def test_a_second_checkout_gets_its_own_services_and_sigterm_stops_everything(
     text = log.read_text(errors="replace")
     assert proc.returncode == 0, text
     assert "stopping (SIGTERM)" in text
+    assert "the bundled sample in a loop at 10 msg/s" in text
+    demo = subprocess.run(["pgrep", "-f", "replay --restamp --loop"], capture_output=True)
+    assert demo.returncode == 1, "the looping demo was left running"
     assert not port_open("127.0.0.1", kafka_port), "kafka left running"
     assert not port_open("127.0.0.1", es_port), "elasticsearch left running"
     assert not port_open("127.0.0.1", int(env["STREAMAPP_WEB_PORT"])), "worker left running"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers import Namespace, consume_all
+from helpers import ListOutput, Namespace, consume_all
 
 from streamapp.decoding import decode
 from streamapp.models import NewsArticle, Tweet, article_id
 from streamapp.settings import load_settings
-from streamapp.sources.replay import replay
+from streamapp.sources.replay import ReplaySource, replay
 
 
 @pytest.fixture
@@ -101,3 +103,41 @@ async def test_jsonl_and_csv_replay_with_bad_lines(
     articles = await consume_all(namespace.cfg.kafka_bootstrap, namespace.news_topic, 1)
     assert [r.key.decode() for r in articles] == [article_id("https://example.org/a")]
     assert isinstance(decode(articles[0].value, NewsArticle, max_bytes=10_000), NewsArticle)
+
+
+async def test_loop_sends_new_messages_each_pass_until_stopped(tmp_path: Path) -> None:
+    tweets = tmp_path / "tweets.jsonl"
+    tweets.write_text(
+        "\n".join(
+            json.dumps({"id": f"t{i}", "text": "hi", "created_at": "2020-01-01T00:00:00Z"})
+            for i in (1, 2)
+        )
+        + "\n"
+    )
+    news = tmp_path / "news.jsonl"
+    news.write_text(
+        json.dumps(
+            {"url": "https://example.org/a", "title": "T", "publishedAt": "2020-01-01T00:00:00Z"}
+        )
+        + "\n"
+    )
+    source = ReplaySource([tweets, news], rate=2_000, restamp=True, loop=True, progress=False)
+
+    class StopAfterNine(ListOutput):
+        async def send_json(self, kind: str, key: str, obj: dict[str, Any]) -> None:
+            await super().send_json(kind, key, obj)
+            if len(self.raw) == 9:
+                source.stop()  # as SIGTERM would
+
+    out = StopAfterNine()
+    await asyncio.wait_for(source.run(out), timeout=10)
+    assert len(out.raw) == 9
+    keys = [key for _, key, _ in out.raw[:9]]
+    assert (
+        keys[:2] == ["t1", "t2"] and keys[3:5] == ["t1~2", "t2~2"] and keys[6:8] == ["t1~3", "t2~3"]
+    )
+    # Articles are identified by URL: each pass gets a URL (so an id) of its own.
+    news_keys = {keys[2], keys[5], keys[8]}
+    assert len(news_keys) == 3 and keys[2] == article_id("https://example.org/a")
+    assert all(obj.get("created_at", obj.get("publishedAt", "")) > "2026" for _, _, obj in out.raw)
+    assert out.flushes == 1

@@ -1,6 +1,7 @@
 """Replay JSONL or CSV files of posts or articles into the input topics.
 
     python -m streamapp.sources replay FILE [FILE...] [--kind tweets|news] [--rate N] [--restamp]
+                                       [--loop]
 
 JSONL: one JSON object per line (a Tweet or NewsArticle record, or a raw NewsAPI article).
 CSV: a header row naming the record fields (`id,text,created_at,...`; list fields such as
@@ -179,8 +180,13 @@ class ReplaySource(Source):
         restamp: bool = False,
         progress: bool = True,
         max_bytes: int = 256 * 1024,
+        loop: bool = False,
     ) -> None:
         self.files = files
+        # Send the files again and again until stopped (a demo that stays live); from the
+        # second pass on, ids get a `~<pass>` suffix: the same ids would be repeats, indexed
+        # over the first pass's documents and not counted again.
+        self.loop = loop
         self.max_bytes = max_bytes  # the worker's STREAMAPP_MAX_MESSAGE_BYTES
         self.kind = kind
         self.rate = rate
@@ -192,14 +198,40 @@ class ReplaySource(Source):
     async def run(self, out: RecordOutput) -> None:
         result = self.result
         started = time.monotonic()
-        bar = Progress(
-            sum(count_lines(p) for p in self.files) if self.progress else None, self.progress
-        )
+        total = None if self.loop else sum(count_lines(p) for p in self.files)
+        bar = Progress(total if self.progress else None, self.progress)
+        passes = 0
+        while not self._stop.is_set():
+            passes += 1
+            await self._send_files(out, passes, bar, started)
+            if not self.loop:
+                break
+        await out.flush()  # every message acknowledged by the broker
+        bar.update(result.sent + result.skipped, force=True)
+        if self.progress:
+            elapsed = time.monotonic() - started
+            print(
+                f"\nsent {result.sent} messages in {elapsed:.1f}s, "
+                f"skipped {result.skipped} bad lines",
+                file=sys.stderr,
+            )
+
+    async def _send_files(
+        self, out: RecordOutput, passes: int, bar: Progress, started: float
+    ) -> None:
+        result = self.result
         for path in self.files:
             k = kind_for(path, self.kind)
             for key, obj in read_lines(path, k, result, bar.report, self.max_bytes):
                 if self._stop.is_set():
-                    break
+                    return
+                if passes > 1:
+                    if k == "news" and not obj.get("id"):
+                        # An article's id comes from its URL (the NewsAPI shape has no id).
+                        obj["url"] = f"{obj['url']}#~{passes}"
+                        key = article_id(obj["url"])
+                    else:
+                        key = obj["id"] = f"{key}~{passes}"
                 if self.restamp:
                     stamp = datetime.now(UTC).isoformat()
                     if k == "tweets":
@@ -216,15 +248,6 @@ class ReplaySource(Source):
                     if ahead > 0:
                         await asyncio.sleep(ahead)
                 bar.update(result.sent + result.skipped)
-        await out.flush()  # every message acknowledged by the broker
-        bar.update(result.sent + result.skipped, force=True)
-        if self.progress:
-            elapsed = time.monotonic() - started
-            print(
-                f"\nsent {result.sent} messages in {elapsed:.1f}s, "
-                f"skipped {result.skipped} bad lines",
-                file=sys.stderr,
-            )
 
     def stop(self) -> None:
         self._stop.set()
@@ -273,7 +296,15 @@ def main(argv: list[str] | None = None) -> int:
         "--rate", type=float, help="messages per second (default: as fast as possible)"
     )
     parser.add_argument("--restamp", action="store_true", help="set the timestamps to now")
+    parser.add_argument(
+        "--loop",
+        action="store_true",
+        help="send the files again and again until stopped, with new ids each pass "
+        "(needs --rate; with --restamp, a demo that keeps the dashboard's windows filling)",
+    )
     args = parser.parse_args(argv)
+    if args.loop and not args.rate:
+        parser.error("--loop needs --rate (messages per second)")
     files = args.files or sample_files()
     for path in files:
         if not path.is_file():
@@ -288,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                 rate=args.rate,
                 restamp=args.restamp,
                 max_bytes=load_settings().max_message_bytes,
+                loop=args.loop,
             )
         )
         return made[0]
