@@ -75,6 +75,10 @@ class Gathered:
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
+    def workers(self, me: str) -> dict[str, str]:
+        """Worker URL -> "ok", or why it did not answer."""
+        return {me: "ok", **dict.fromkeys(self.bodies, "ok"), **self.errors}
+
 
 class Cluster:
     """The other workers of this app, as the partition assignor knows them."""

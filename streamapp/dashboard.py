@@ -167,20 +167,6 @@ def _file_response(view: View, request: Request, file: StaticFile, csp: bool) ->
     return view.bytes(file.body, headers=headers)
 
 
-def _redirect(view: View, location: str) -> Response:
-    return view.bytes(b"", status=302, headers={"Location": location})
-
-
-class RootRedirect(View):
-    async def get(self, request: Request) -> Response:
-        return _redirect(self, "/dashboard/")
-
-
-class DashboardSlashRedirect(View):
-    async def get(self, request: Request) -> Response:
-        return _redirect(self, "/dashboard/")
-
-
 class DashboardPage(View):
     async def get(self, request: Request) -> Response:
         page = await asyncio.to_thread(render_index, STATIC_DIR)
@@ -301,8 +287,8 @@ class RecentView(View):
 
 def register_dashboard(app: AppT) -> None:
     for path, view in (
-        ("/", RootRedirect),
-        ("/dashboard", DashboardSlashRedirect),
+        ("/", redirect_to("/dashboard/")),
+        ("/dashboard", redirect_to("/dashboard/")),
         ("/dashboard/", DashboardPage),
         ("/dashboard/static/{name:.+}", DashboardStatic),
         ("/recent/", RecentView),

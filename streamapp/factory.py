@@ -9,10 +9,12 @@ package builds nothing. `faust -A streamapp worker` gets its app from the packag
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from streamapp.agents import register_agents
 from streamapp.cluster import Cluster
@@ -47,6 +49,22 @@ class WorkerParts:
     cluster: Cluster
     #: The registry /metrics exposes.
     metrics: Metrics
+
+    def lag(self, topics: Iterable[str]) -> dict[TP, int]:
+        """Messages after the next one to process, per assigned partition of `topics` whose
+        end offset and position are known (not before the first fetch)."""
+        wanted = set(topics)
+        out: dict[TP, int] = {}
+        for tp in self.positions.assignment():
+            if tp.topic not in wanted:
+                continue
+            end = self.positions.highwater(tp)
+            nxt = self.sequencer.next_offset(tp)
+            if nxt is None:
+                nxt = self.positions.committed(tp)
+            if end is not None and nxt is not None:
+                out[tp] = max(0, end - nxt)
+        return out
 
 
 class StreamApp(faust.App):

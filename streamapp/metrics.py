@@ -91,16 +91,8 @@ class _StateCollector(Collector):
             "Messages after the next one to process, per input partition of this worker.",
             labels=["topic", "partition"],
         )
-        inputs = set(topic_of.values())
-        for tp in sorted(parts.positions.assignment()):
-            if tp.topic not in inputs:
-                continue
-            end = parts.positions.highwater(tp)
-            nxt = parts.sequencer.next_offset(tp)
-            if nxt is None:
-                nxt = parts.positions.committed(tp)
-            if end is not None and nxt is not None:
-                lag.add_metric([tp.topic, str(tp.partition)], max(0, end - nxt))
+        for tp, n in sorted(parts.lag(topic_of.values()).items()):
+            lag.add_metric([tp.topic, str(tp.partition)], n)
         yield lag
         sizes = GaugeMetricFamily(
             "streamapp_table_keys",

@@ -123,8 +123,8 @@ async def confirm(writes: list[ChangelogWrite], wait_seconds: float) -> None:
     # Values are whole states: of several writes to a key only the newest matters.
     newest: dict[tuple[str, Any], ChangelogWrite] = {}
     for write in writes:
-        newest[(write.table.name, repr(write.key))] = write
-    writes[:] = [w for w in writes if newest[(w.table.name, repr(w.key))] is w]
+        newest[(write.table.name, write.key)] = write
+    writes[:] = [w for w in writes if newest[(w.table.name, w.key)] is w]
     errors: list[BaseException] = []
     for write in writes:
         if write.published:
@@ -293,34 +293,24 @@ def declare_tables(app: AppT, settings: Settings) -> Tables:
 
     size, expires = settings.window_size, settings.window_expires
     hop, step = settings.hopping_size, settings.hopping_step
-    sentiment_help = "sentiment counts per source and label"
-    hate_help = "hate counts per source and category"
+
+    def counters(name: str, help_: str) -> dict[str, WindowedCounter]:
+        """`name`'s tumbling and hopping counters (tables `<name>-counts-<kind>`)."""
+        return {
+            "tumbling": WindowedCounter(
+                f"{name}-tumbling",
+                table(f"{name}-counts-tumbling", help_).tumbling(size, expires=expires),
+                "tumbling",
+            ),
+            "hopping": WindowedCounter(
+                f"{name}-hopping",
+                table(f"{name}-counts-hopping", help_).hopping(hop, step, expires=expires),
+                "hopping",
+            ),
+        }
+
     return Tables(
         confirm_timeout=settings.changelog_confirm_timeout,
-        sentiment={
-            "tumbling": WindowedCounter(
-                "sentiment-tumbling",
-                table("sentiment-counts-tumbling", sentiment_help).tumbling(size, expires=expires),
-                "tumbling",
-            ),
-            "hopping": WindowedCounter(
-                "sentiment-hopping",
-                table("sentiment-counts-hopping", sentiment_help).hopping(
-                    hop, step, expires=expires
-                ),
-                "hopping",
-            ),
-        },
-        hate={
-            "tumbling": WindowedCounter(
-                "hate-tumbling",
-                table("hate-counts-tumbling", hate_help).tumbling(size, expires=expires),
-                "tumbling",
-            ),
-            "hopping": WindowedCounter(
-                "hate-hopping",
-                table("hate-counts-hopping", hate_help).hopping(hop, step, expires=expires),
-                "hopping",
-            ),
-        },
+        sentiment=counters("sentiment", "sentiment counts per source and label"),
+        hate=counters("hate", "hate counts per source and category"),
     )

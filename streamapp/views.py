@@ -75,17 +75,10 @@ def pick_counter(counters: dict[str, WindowedCounter], query: Mapping[str, str])
 
 
 def window_report(
-    counters: dict[str, WindowedCounter],
-    query: dict[str, str],
-    now: float,
-    items: Sequence[Item] | None = None,
+    counter: WindowedCounter, query: dict[str, str], now: float, items: Sequence[Item]
 ) -> dict[str, Any]:
-    """The report of the counter `query` names, over `items` (the table items of every
-    worker; by default this worker's own)."""
-    counter = pick_counter(counters, query)
-    kind = query.get("window", "tumbling")
-    if items is None:
-        items = list(counter.items())
+    """The report of `counter` (picked by `pick_counter`) over `items`, the table items of
+    every worker."""
     try:
         limit = int(query.get("limit", "60"))
     except ValueError:
@@ -96,7 +89,9 @@ def window_report(
     size = float(counter.window.size)
     every = summarise(items)
     known = sorted({src for counts in every.values() for src in counts})
-    windows = every if source is None else summarise(items, source)
+    windows = every
+    if source is not None:
+        windows = {rng: {source: c[source]} for rng, c in every.items() if source in c}
     current = counter.current_window(now)
     rows = []
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -121,7 +116,7 @@ def window_report(
         "window_count": len(rows),
     }
     # Hopping windows overlap, so summing them would count a message several times.
-    if kind == "tumbling":
+    if counter.kind == "tumbling":
         report["totals"] = {src: dict(labels) for src, labels in totals.items()}
     return report
 
@@ -163,7 +158,7 @@ class _WindowView(View):
         items = union(local, *(decode_items(b.get("items", [])) for b in gathered.bodies.values()))
         covered = set(mine).union(*(b.get("partitions", []) for b in gathered.bodies.values()))
         try:
-            body = window_report(self.counters(), query, time.time(), items)
+            body = window_report(counter, query, time.time(), items)
         except BadRequest as exc:
             return self.json({"error": str(exc)}, status=400)
         body.update(cluster_fields(parts, gathered, covered))
@@ -172,11 +167,8 @@ class _WindowView(View):
 
 def cluster_fields(parts: WorkerParts, gathered: Gathered, covered: set[int]) -> dict[str, Any]:
     """Which workers answered, and which partitions nobody could answer for."""
-    workers: dict[str, str] = {parts.cluster.me: "ok"}
-    workers.update({url: "ok" for url in gathered.bodies})
-    workers.update(gathered.errors)
     return {
-        "workers": workers,
+        "workers": gathered.workers(parts.cluster.me),
         "missing_partitions": sorted(set(range(parts.settings.topic_partitions)) - covered),
     }
 
@@ -219,10 +211,7 @@ async def stats(parts: WorkerParts, scope: str, path: str = "/stats/") -> dict[s
         return mine
     gathered = await parts.cluster.gather(path, {})
     out: dict[str, Any] = sum_numbers([mine, *gathered.bodies.values()])
-    workers: dict[str, Any] = {parts.cluster.me: "ok"}
-    workers.update({url: "ok" for url in gathered.bodies})
-    workers.update(gathered.errors)
-    out["workers"] = workers
+    out["workers"] = gathered.workers(parts.cluster.me)
     return out
 
 
@@ -296,20 +285,10 @@ async def with_other_workers(parts: WorkerParts, mine: dict[str, Any], path: str
 def agent_progress(parts: WorkerParts, kind: str) -> AgentProgress:
     """The progress of the agent reading `kind` (tweets or news) on this worker."""
     topic = parts.settings.tweets_topic if kind == "tweets" else parts.settings.news_topic
-    lag, known = 0, False
-    for tp in parts.positions.assignment():
-        if tp.topic != topic:
-            continue
-        end = parts.positions.highwater(tp)
-        nxt = parts.sequencer.next_offset(tp)
-        if nxt is None:
-            nxt = parts.positions.committed(tp)
-        if end is not None and nxt is not None:  # else not fetched or not started yet
-            known = True
-            lag += max(0, end - nxt)
+    lags = parts.lag([topic])
     stats = parts.runtime.pipelines[kind].stats
     return AgentProgress(
-        lag=lag if known else None,
+        lag=sum(lags.values()) if lags else None,
         batch_started_at=stats.batch_started_at,
         batch_oldest_timestamp=stats.batch_oldest_timestamp,
         last_batch_at=stats.last_batch_at,

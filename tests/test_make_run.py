@@ -25,9 +25,9 @@ from devstack.process import pid_alive, port_open, read_pid
 pytestmark = pytest.mark.integration
 
 
-def start_run(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_run(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "devstack.run"],
+        [sys.executable, "-m", "devstack.run", *args],
         env={**os.environ, **env},
         cwd=PROJECT_ROOT,
         stdout=open(log, "wb"),
@@ -126,14 +126,7 @@ def test_make_run_with_two_workers(namespace: Namespace) -> None:
         pytest.skip(f"port {second} is taken, and make run uses consecutive ports")
     env = {**namespace.env, "STREAMAPP_WEB_PORT": str(first)}
     log = namespace.workdir / "make-run-2.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack.run", "--workers", "2"],
-        env={**os.environ, **env},
-        cwd=PROJECT_ROOT,
-        stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = start_run(env, log, "--workers", "2")
     try:
         wait_for(
             lambda: "streamapp is running" in log.read_text(errors="replace"),
