@@ -11,7 +11,7 @@ import csv
 import os
 from pathlib import Path
 
-from streamapp.classifiers.linear import tokens
+from streamapp.classifiers.features import words_of
 
 Labelled = tuple[list[str], list[int]]
 
@@ -46,19 +46,24 @@ def read_semeval_sentiment(root: Path) -> Labelled:
     return texts, labels
 
 
-def read_davidson_hate(root: Path) -> Labelled:
-    """Davidson et al. 2017 as binary hate (class 0) vs not (offensive or neither)."""
-    texts, labels = [], []
+def read_davidson(root: Path) -> tuple[Labelled, Labelled]:
+    """Davidson et al. 2017 twice: hate (class 0) vs the rest, and offensive (class 0 or 1:
+    hate speech is offensive too) vs neither."""
+    texts, classes = [], []
     with open(root / "davidson2017" / "labeled_data.csv", encoding="utf-8", newline="") as fh:
         for row in csv.DictReader(fh):
             texts.append(row["tweet"])
-            labels.append(1 if row["class"] == "0" else 0)
-    return texts, labels
+            classes.append(row["class"])
+    return (
+        (texts, [int(c == "0") for c in classes]),
+        (list(texts), [int(c in {"0", "1"}) for c in classes]),
+    )
 
 
 def fingerprint(text: str) -> str:
-    """What two copies of one tweet share once links and mentions differ."""
-    return " ".join(t for t in tokens(text) if t not in {"httpurl", "@user"})
+    """What two copies of one tweet share once links, mentions and case differ: its words
+    as the classifier sees them, but for the link and mention placeholders."""
+    return " ".join(w for w in words_of([text]) if w not in {"httpurl", "@user"})
 
 
 def without_overlap(train: Labelled, held_out: list[str]) -> tuple[Labelled, int]:

@@ -1,174 +1,129 @@
-"""A small linear text model that runs without scikit-learn: binary n-gram features and
-logistic-regression weights stored as gzipped JSON.
+"""Linear heads over one set of hashed word features, scored for a whole batch at once.
 
-Training (`streamapp.classifiers.train`) uses scikit-learn with `features()` below as the
-analyzer, so training and serving see exactly the same features.
+One artefact holds every head: the columns with a non-zero weight, one weight row per
+output, the intercepts and each head's decision rule. Word vectors and lexicon scores used in
+training are folded into the unigram weights (a sum over words of a per-word quantity is
+linear in the word counts), so serving needs nothing but NumPy.
 """
 
 from __future__ import annotations
 
-import gzip
-import itertools
+import io
 import json
-import math
-import re
-from collections.abc import Iterable, Sequence
-from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-_URL = re.compile(r"https?://\S+|www\.\S+")
-_MENTION = re.compile(r"@\w+")
-_HTML_ENTITY = re.compile(r"&(amp|lt|gt|quot|#\d+);")
-_TOKEN = re.compile(r"[a-z0-9][a-z0-9'*_-]*|[^\sa-z0-9]", re.IGNORECASE)
-_REPEAT = re.compile(r"(.)\1{2,}")
+import numpy as np
+import numpy.typing as npt
 
+from streamapp.classifiers.features import HashedFeatures, Occurrences, score
 
-def normalise(text: str) -> str:
-    text = text.lower()
-    text = _URL.sub(" httpurl ", text)
-    text = _MENTION.sub(" @user ", text)
-    text = _HTML_ENTITY.sub(" ", text)
-    # "sooooo" and "so" should share a feature.
-    return _REPEAT.sub(r"\1\1", text)
-
-
-def tokens(text: str) -> list[str]:
-    out = []
-    for tok in _TOKEN.findall(normalise(text)):
-        if tok in {"#", ".", ",", ":", ";", '"', "(", ")"}:
-            continue
-        out.append(tok)
-    return out
-
-
-def features(text: str) -> list[str]:
-    """Unigrams and bigrams of normalised tokens."""
-    toks = tokens(text)
-    feats = list(toks)
-    feats.extend(f"{a} {b}" for a, b in itertools.pairwise(toks))
-    return feats
+F64 = npt.NDArray[np.float64]
 
 
 @dataclass
-class LinearModel:
-    """One-vs-rest logistic regression over binary features."""
+class Head:
+    """One task: a binary head has one output and a threshold on its probability; a
+    multi-class head has one output per label and takes the most probable."""
 
     name: str
-    version: str
     labels: list[str]
-    intercepts: list[float]
-    # feature -> one weight per label (a single weight for a binary model)
-    weights: dict[str, list[float]]
     threshold: float = 0.5
-    metrics: dict[str, float] | None = None
-    # Real-valued inputs computed outside the model (e.g. VADER scores), by name: their
-    # weights live in `weights` under these names like any other feature.
-    dense: list[str] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def binary(self) -> bool:
-        return len(self.intercepts) == 1
+        return len(self.labels) == 2
 
-    def decision(
-        self,
-        text: str,
-        dense: Sequence[float] | None = None,
-        feats: AbstractSet[str] | None = None,
-    ) -> list[float]:
-        """Scores per label; `feats` are `set(features(text))` when the caller has them
-        already (several models over the same texts extract them once)."""
-        scores = list(self.intercepts)
-        weights = self.weights
-        for feat in set(features(text)) if feats is None else feats:
-            w = weights.get(feat)
-            if w is not None:
-                for i, wi in enumerate(w):
-                    scores[i] += wi
-        if self.dense:
-            if dense is None or len(dense) != len(self.dense):
-                raise ValueError(f"{self.name} needs dense inputs {self.dense}")
-            for name, value in zip(self.dense, dense, strict=True):
-                for i, wi in enumerate(weights.get(name, ())):
-                    scores[i] += wi * value
-        return scores
+    @property
+    def n_outputs(self) -> int:
+        return 1 if self.binary else len(self.labels)
 
-    def predict_proba(
-        self,
-        texts: Sequence[str],
-        dense: Sequence[Sequence[float]] | None = None,
-        feats: Sequence[AbstractSet[str]] | None = None,
-    ) -> list[list[float]]:
-        """Per text: [p(positive class)] for binary models, a softmax otherwise."""
-        out = []
-        for n, text in enumerate(texts):
-            scores = self.decision(
-                text,
-                dense[n] if dense is not None else None,
-                feats[n] if feats is not None else None,
-            )
-            if self.binary:
-                out.append([_sigmoid(scores[0])])
+
+@dataclass
+class LinearHeads:
+    version: str
+    features: HashedFeatures
+    heads: list[Head]
+    #: Outputs x features (dense in memory: 5 outputs x 2**20 columns is 20 MB).
+    weights: npt.NDArray[np.float32]
+    intercepts: F64
+
+    def __post_init__(self) -> None:
+        expected = (sum(h.n_outputs for h in self.heads), self.features.n_features)
+        if self.weights.shape != expected or self.intercepts.shape != expected[:1]:
+            raise ValueError(f"weights {self.weights.shape} do not fit heads {expected}")
+
+    def head(self, name: str) -> Head:
+        return next(h for h in self.heads if h.name == name)
+
+    def probabilities(self, texts: list[str]) -> dict[str, F64]:
+        """Per head: p(positive class) per text for binary heads, else a softmax row."""
+        return self.probabilities_of(self.features.occurrences(texts))
+
+    def probabilities_of(self, occ: Occurrences) -> dict[str, F64]:
+        raw = score(occ, self.weights) + self.intercepts
+        out: dict[str, F64] = {}
+        start = 0
+        for head in self.heads:
+            block = raw[:, start : start + head.n_outputs]
+            start += head.n_outputs
+            if head.binary:
+                out[head.name] = 1.0 / (1.0 + np.exp(-block[:, 0]))
             else:
-                top = max(scores)
-                exps = [math.exp(s - top) for s in scores]
-                total = sum(exps)
-                out.append([e / total for e in exps])
+                exp = np.exp(block - block.max(axis=1, keepdims=True))
+                out[head.name] = exp / exp.sum(axis=1, keepdims=True)
         return out
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "labels": self.labels,
-            "intercepts": self.intercepts,
-            "threshold": self.threshold,
-            "metrics": self.metrics or {},
-            "dense": self.dense or [],
-            "weights": self.weights,
-        }
-
     def save(self, path: Path) -> None:
-        payload = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
-        # mtime=0 keeps the artefact byte-identical across identical trainings.
-        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
-            fh.write(payload.encode("utf-8"))
+        """Byte-identical for identical models: fixed entry order and zip timestamps."""
+        columns = np.flatnonzero(np.any(self.weights != 0, axis=0)).astype(np.int32)
+        meta = {
+            "version": self.version,
+            "bits": self.features.bits,
+            "heads": [
+                {"name": h.name, "labels": h.labels, "threshold": h.threshold, "metrics": h.metrics}
+                for h in self.heads
+            ],
+        }
+        arrays: dict[str, npt.NDArray[np.generic]] = {
+            "columns": columns,
+            "weights": self.weights[:, columns],
+            "intercepts": self.intercepts,
+        }
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            entry = zipfile.ZipInfo("meta.json", date_time=(1980, 1, 1, 0, 0, 0))
+            zf.writestr(entry, json.dumps(meta, sort_keys=True, indent=1), zipfile.ZIP_DEFLATED)
+            for name, array in arrays.items():
+                buf = io.BytesIO()
+                np.save(buf, array, allow_pickle=False)
+                entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                zf.writestr(entry, buf.getvalue(), zipfile.ZIP_DEFLATED)
 
     @classmethod
-    def load(cls, path: Path) -> LinearModel:
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            data = json.load(fh)
+    def load(cls, path: Path) -> LinearHeads:
+        with zipfile.ZipFile(path) as zf:
+            meta = json.loads(zf.read("meta.json"))
+
+            def array(name: str) -> npt.NDArray[np.generic]:
+                return np.load(io.BytesIO(zf.read(f"{name}.npy")), allow_pickle=False)
+
+            columns, packed, intercepts = array("columns"), array("weights"), array("intercepts")
+        features = HashedFeatures(bits=int(meta["bits"]))
+        weights = np.zeros((packed.shape[0], features.n_features), dtype=np.float32)
+        weights[:, columns] = packed
         return cls(
-            name=data["name"],
-            version=data["version"],
-            labels=data["labels"],
-            intercepts=data["intercepts"],
-            weights=data["weights"],
-            threshold=data.get("threshold", 0.5),
-            metrics=data.get("metrics") or None,
-            dense=data.get("dense") or None,
+            version=meta["version"],
+            features=features,
+            heads=[Head(**h) for h in meta["heads"]],
+            weights=weights,
+            intercepts=intercepts.astype(np.float64),
         )
 
     @classmethod
-    def load_packaged(cls, filename: str) -> LinearModel:
+    def load_packaged(cls, filename: str) -> LinearHeads:
         ref = resources.files("streamapp.classifiers") / "models" / filename
         with resources.as_file(ref) as path:
             return cls.load(path)
-
-
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-def iter_nonzero(names: Iterable[str], rows: Sequence[Sequence[float]]) -> dict[str, list[float]]:
-    """feature name -> weights, dropping features whose weights are all ~0."""
-    out: dict[str, list[float]] = {}
-    for j, name in enumerate(names):
-        w = [round(float(row[j]), 5) for row in rows]
-        if any(abs(x) >= 1e-5 for x in w):
-            out[name] = w
-    return out

@@ -1,50 +1,64 @@
-"""Train the offline models from the labelled data, deterministically.
+"""Train the offline heads from the labelled data, deterministically.
 
-    python -m streamapp.classifiers.train [--data ../shared/data]
+    python -m streamapp.classifiers.train [--data ../shared/data] [--word-vectors DIR]
 
-Needs the `train` extra (scikit-learn); serving does not. Same data in, byte-identical
-artefacts out (fixed split seed, deterministic solvers, gzip without timestamps).
+Needs the `train` extra (scikit-learn, model2vec) and the word vectors of
+`python -m streamapp.classifiers.wordvectors` (distilled on first use). Same data in,
+byte-identical artefact out (fixed split seed, deterministic solvers, fixed zip metadata).
 
-- sentiment: 3-class logistic regression over word n-grams plus the four VADER scores,
-  trained on the SemEval 2013-2016 tweets minus every copy of a TweetEval validation tweet;
-- hate: logistic regression over word n-grams, trained on TweetEval hate (HatEval 2019)
-  train plus Davidson et al. 2017 (class 0 = hate);
-- offensive: the same on TweetEval offensive (OffensEval 2019) train.
+Each head is a logistic regression over three kinds of input, all linear in the word counts
+of a text (and so folded into one weight per hashed column before saving):
+- hashed word unigrams and bigrams seen in at least two training texts;
+- the sum of the text's word vectors (MiniLM distilled by model2vec): words never seen in
+  training still carry meaning, which is what holds up on newer data;
+- the sum of VADER's positive and negative lexicon valences of its words.
 
-The regularisation strength and decision threshold are chosen on a held-out tenth of the
-training data, never on the TweetEval validation splits, which stay unseen until
-`python -m streamapp.classifiers.evaluate` scores them.
+- sentiment: 3 classes, SemEval 2013-2016 tweets minus every copy of a TweetEval
+  validation tweet;
+- hate: TweetEval hate (HatEval 2019) train plus Davidson et al. 2017 (class 0 = hate);
+- offensive: TweetEval offensive (OffensEval 2019) train plus Davidson et al. (hate or
+  offensive = offensive).
+
+Regularisation strength and decision thresholds are chosen on a held-out tenth of the
+training data, never on the TweetEval validation splits (scored by `evaluate`) and never on
+any test split.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from streamapp.classifiers.datasets import (
     Labelled,
     default_data_dir,
-    read_davidson_hate,
+    read_davidson,
     read_semeval_sentiment,
     read_split,
     without_overlap,
 )
-from streamapp.classifiers.linear import LinearModel, features, iter_nonzero
+from streamapp.classifiers.features import HashedFeatures, words_of
+from streamapp.classifiers.linear import Head, LinearHeads
 from streamapp.classifiers.metrics import macro_f1, macro_recall
-from streamapp.classifiers.offline import (
-    HATE_FILE,
-    MODELS_DIR,
-    OFFENSIVE_FILE,
-    SENTIMENT_FILE,
-)
-from streamapp.classifiers.vader import DENSE_NAMES, Vader
+from streamapp.classifiers.offline import HEADS_FILE, MODELS_DIR
+from streamapp.classifiers.wordvectors import WordVectors, load_or_distil
 
-MODEL_VERSION = "2"
+MODEL_VERSION = "3"
 SEED = 20261128
-# VADER's scores lie in [-1, 1]; scaled up they can compete with many n-gram weights
-# under the same L2 penalty.
-DENSE_SCALE = 3.0
+BITS = 20
+SENTIMENT_LABELS = ["negative", "neutral", "positive"]
+THRESHOLDS = tuple(round(0.2 + 0.05 * i, 2) for i in range(13))  # 0.2 .. 0.8
+# Word vectors are unit length and lexicon valences at most 4: scaled so that they compete
+# with the n-gram weights under one L2 penalty.
+VECTOR_SCALE = 1.0
+LEXICON_SCALE = 0.5
 
 
 def split_off(data: Labelled, fraction: float = 0.1) -> tuple[Labelled, Labelled]:
@@ -59,136 +73,223 @@ def split_off(data: Labelled, fraction: float = 0.1) -> tuple[Labelled, Labelled
     return pick(kept), pick(held)
 
 
-def _vectorizer():
-    from sklearn.feature_extraction.text import CountVectorizer
+def join(*parts: Labelled) -> Labelled:
+    return [t for p in parts for t in p[0]], [y for p in parts for y in p[1]]
 
-    return CountVectorizer(analyzer=features, binary=True, min_df=2)
+
+def vader_lexicon() -> dict[str, float]:
+    """VADER's word valences (-4 .. 4), read from the vaderSentiment wheel's own file."""
+    from importlib import resources
+
+    text = (resources.files("vaderSentiment") / "vader_lexicon.txt").read_text("utf-8")
+    out = {}
+    for line in text.splitlines():
+        word, _, rest = line.partition("\t")
+        if rest:
+            out[word] = float(rest.split("\t")[0])
+    return out
+
+
+@dataclass
+class Design:
+    """How texts become the training matrix, and how its weights fold back into columns."""
+
+    features: HashedFeatures
+    #: Columns kept as n-gram features (seen in at least two training texts).
+    kept: npt.NDArray[np.bool_]
+    #: Per column: the extra inputs its word brings (word vector, lexicon), n_features x k
+    #: (a sparse matrix: only the columns of known words have a row).
+    word_inputs: Any
+
+    def matrix(self, texts: Sequence[str]):  # -> scipy csr_matrix
+        from scipy.sparse import csr_matrix, diags, hstack
+
+        x = self.features.matrix(texts)
+        x_kept = x @ diags(self.kept.astype(np.float64))
+        uni = self.features.matrix(texts, unigrams_only=True)
+        return hstack([x_kept, csr_matrix(uni @ self.word_inputs)]).tocsr()
+
+    def fold(self, coef: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+        """Weights over the design's inputs -> one weight per hashed column."""
+        n = self.features.n_features
+        ngram, extra = coef[:, :n], coef[:, n:]
+        folded = ngram * self.kept + np.asarray((self.word_inputs @ extra.T).T)
+        return folded.astype(np.float32)
+
+
+def build_design(features: HashedFeatures, texts: Sequence[str], vectors: WordVectors) -> Design:
+    df = np.zeros(features.n_features, dtype=np.int64)
+    occ = features.occurrences(texts)
+    pairs = np.unique(occ.rows * features.n_features + occ.cols)
+    np.add.at(df, pairs % features.n_features, 1)
+    lexicon = vader_lexicon()
+    words = sorted(set(words_of(texts)) | set(vectors.vocabulary) | set(lexicon))
+    columns = features.word_columns(words)
+    keep = columns >= 0
+    words = [w for w, k in zip(words, keep, strict=True) if k]
+    columns = columns[keep]
+    valence = np.array([lexicon.get(w, 0.0) for w in words])
+    inputs = np.hstack(
+        [
+            vectors(words) * VECTOR_SCALE,
+            np.stack([np.maximum(valence, 0), np.maximum(-valence, 0)], axis=1) * LEXICON_SCALE,
+        ]
+    )
+    # Words sharing a column (hash collisions) share the mean of their inputs.
+    from scipy.sparse import csr_matrix
+
+    counts = np.bincount(columns, minlength=features.n_features)
+    table = csr_matrix(
+        (np.ones(len(columns)) / counts[columns], (columns, np.arange(len(columns)))),
+        shape=(features.n_features, len(columns)),
+    ) @ csr_matrix(inputs)
+    return Design(features=features, kept=df >= 2, word_inputs=table.tocsr())
+
+
+def _logistic(c: float, binary: bool):
+    """liblinear: deterministic and, over a million sparse columns, minutes faster than
+    lbfgs; several classes are one-vs-rest (their scores go through a softmax in serving)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    clf = LogisticRegression(
+        C=c, max_iter=3000, class_weight="balanced", solver="liblinear", random_state=0
+    )
+    return clf if binary else OneVsRestClassifier(clf)
+
+
+def _coef(clf) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    if hasattr(clf, "estimators_"):
+        return (
+            np.vstack([e.coef_ for e in clf.estimators_]),
+            np.concatenate([e.intercept_ for e in clf.estimators_]),
+        )
+    return clf.coef_, clf.intercept_
+
+
+@dataclass
+class Fitted:
+    coef: npt.NDArray[np.float64]  # outputs x design columns
+    intercepts: npt.NDArray[np.float64]
+    head: Head
 
 
 def fit_binary(
     name: str,
     train: Labelled,
     tune_on: Labelled,
-    extra_train: Labelled | None = None,
-    c_grid: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5),
-) -> LinearModel:
+    vectors: WordVectors,
+    c_grid: tuple[float, ...] = (0.5, 1.0, 2.0),
+) -> tuple[Fitted, Design]:
     """Choose C and threshold on `tune_on` (held out of `train`), then refit on both."""
-    from sklearn.linear_model import LogisticRegression
-
-    extra = extra_train or ([], [])
-    vec = _vectorizer()
-    x = vec.fit_transform(train[0] + extra[0])
-    y = train[1] + extra[1]
+    features = HashedFeatures(bits=BITS)
+    design = build_design(features, train[0], vectors)
+    x, x_tune = design.matrix(train[0]), design.matrix(tune_on[0])
     best: tuple[float, float, float] | None = None
     for c in c_grid:
-        clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced", solver="liblinear")
-        clf.fit(x, y)
-        probs = clf.predict_proba(vec.transform(tune_on[0]))[:, 1]
-        for threshold in (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6):
+        probs = _logistic(c, True).fit(x, train[1]).predict_proba(x_tune)[:, 1]
+        for threshold in THRESHOLDS:
             f1 = macro_f1(tune_on[1], [int(p >= threshold) for p in probs], labels=[0, 1])
             if best is None or f1 > best[0]:
                 best = (f1, c, threshold)
     assert best is not None
     f1, c, threshold = best
-    vec = _vectorizer()
-    x = vec.fit_transform(train[0] + tune_on[0] + extra[0])
-    clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced", solver="liblinear")
-    clf.fit(x, train[1] + tune_on[1] + extra[1])
-    model = LinearModel(
+    everything = join(train, tune_on)
+    design = build_design(features, everything[0], vectors)
+    clf = _logistic(c, True).fit(design.matrix(everything[0]), everything[1])
+    print(f"{name}: C={c} threshold={threshold} held-out macro-F1={f1:.4f}")
+    head = Head(
         name=name,
-        version=MODEL_VERSION,
         labels=["not-" + name, name],
-        intercepts=[float(clf.intercept_[0])],
-        weights=iter_nonzero(vec.get_feature_names_out(), clf.coef_),
         threshold=threshold,
         metrics={"heldout_macro_f1": round(f1, 4), "C": c},
     )
-    print(
-        f"{name}: C={c} threshold={threshold} held-out macro-F1={f1:.4f} "
-        f"features={len(model.weights)}"
-    )
-    return model
+    return Fitted(*_coef(clf), head), design
 
 
 def fit_sentiment(
-    train: Labelled, tune_on: Labelled, c_grid: tuple[float, ...] = (0.3, 1.0)
-) -> LinearModel:
-    from scipy.sparse import csr_matrix, hstack
-    from sklearn.linear_model import LogisticRegression
-
-    vader = Vader()
-
-    def matrix(vec, texts: list[str], fit: bool = False):
-        words = vec.fit_transform(texts) if fit else vec.transform(texts)
-        dense = csr_matrix([[v * DENSE_SCALE for v in vader.scores(t)] for t in texts])
-        return hstack([words, dense]).tocsr()
-
-    vec = _vectorizer()
-    x = matrix(vec, train[0], fit=True)
-    x_tune = matrix(vec, tune_on[0])
+    train: Labelled,
+    tune_on: Labelled,
+    vectors: WordVectors,
+    c_grid: tuple[float, ...] = (0.5, 2.0),
+) -> tuple[Fitted, Design]:
+    features = HashedFeatures(bits=BITS)
+    design = build_design(features, train[0], vectors)
+    x, x_tune = design.matrix(train[0]), design.matrix(tune_on[0])
     best: tuple[float, float] | None = None
     for c in c_grid:
-        clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
-        clf.fit(x, train[1])
-        recall = macro_recall(tune_on[1], list(clf.predict(x_tune)), labels=[0, 1, 2])
+        pred = _logistic(c, False).fit(x, train[1]).predict(x_tune)
+        recall = macro_recall(tune_on[1], [int(p) for p in pred], labels=[0, 1, 2])
         print(f"sentiment: C={c} held-out macro-recall={recall:.4f}")
         if best is None or recall > best[0]:
             best = (recall, c)
     assert best is not None
     recall, c = best
-    vec = _vectorizer()
-    texts = train[0] + tune_on[0]
-    clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
-    clf.fit(matrix(vec, texts, fit=True), train[1] + tune_on[1])
-    names = [*vec.get_feature_names_out(), *DENSE_NAMES]
-    weights = iter_nonzero(names, clf.coef_)
-    # The dense inputs arrive unscaled at serving time: fold the scale into their weights.
-    for name in DENSE_NAMES:
-        if name in weights:
-            weights[name] = [round(w * DENSE_SCALE, 5) for w in weights[name]]
-    model = LinearModel(
+    everything = join(train, tune_on)
+    design = build_design(features, everything[0], vectors)
+    clf = _logistic(c, False).fit(design.matrix(everything[0]), everything[1])
+    head = Head(
         name="sentiment",
-        version=MODEL_VERSION,
-        labels=["negative", "neutral", "positive"],
-        intercepts=[float(b) for b in clf.intercept_],
-        weights=weights,
+        labels=SENTIMENT_LABELS,
         metrics={"heldout_macro_recall": round(recall, 4), "C": c},
-        dense=list(DENSE_NAMES),
     )
-    print(f"sentiment: C={c} features={len(weights)}")
-    return model
+    return Fitted(*_coef(clf), head), design
+
+
+def assemble(parts: Sequence[tuple[Fitted, Design]]) -> LinearHeads:
+    weights = np.vstack([design.fold(fitted.coef) for fitted, design in parts])
+    return LinearHeads(
+        version=MODEL_VERSION,
+        features=parts[0][1].features,
+        heads=[fitted.head for fitted, _ in parts],
+        weights=weights,
+        intercepts=np.concatenate([fitted.intercepts for fitted, _ in parts]).astype(np.float64),
+    )
+
+
+@dataclass(frozen=True)
+class Corpora:
+    sentiment: Labelled
+    hate: Labelled
+    offensive: Labelled
+    davidson_hate: Labelled
+    davidson_offensive: Labelled
+
+    @classmethod
+    def read(cls, root: Path) -> Corpora:
+        val_texts = read_split(root, "sentiment", "val")[0]
+        semeval, dropped = without_overlap(read_semeval_sentiment(root), val_texts)
+        print(f"sentiment: {len(semeval[0])} training tweets ({dropped} copies of val dropped)")
+        hate, offensive = read_davidson(root)
+        return cls(
+            sentiment=semeval,
+            hate=read_split(root, "hate", "train"),
+            offensive=read_split(root, "offensive", "train"),
+            davidson_hate=hate,
+            davidson_offensive=offensive,
+        )
+
+
+def train_heads(data: Corpora, vectors: WordVectors) -> LinearHeads:
+    sentiment = fit_sentiment(*split_off(data.sentiment), vectors)
+    hate = fit_binary("hate", *split_off(join(data.hate, data.davidson_hate)), vectors)
+    offensive = fit_binary(
+        "offensive", *split_off(join(data.offensive, data.davidson_offensive)), vectors
+    )
+    return assemble([hate, offensive, sentiment])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=default_data_dir())
     parser.add_argument("--out", type=Path, default=MODELS_DIR)
-    parser.add_argument(
-        "--only", choices=["sentiment", "hate", "offensive"], action="append", default=None
-    )
+    parser.add_argument("--word-vectors", type=Path, default=None)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    only = set(args.only or ["sentiment", "hate", "offensive"])
-
-    if "sentiment" in only:
-        val_texts = read_split(args.data, "sentiment", "val")[0]
-        semeval, dropped = without_overlap(read_semeval_sentiment(args.data), val_texts)
-        print(
-            f"sentiment: {len(semeval[0])} training tweets "
-            f"({dropped} copies of validation tweets dropped)"
-        )
-        train, tune = split_off(semeval)
-        fit_sentiment(train, tune).save(args.out / SENTIMENT_FILE)
-
-    if "hate" in only:
-        train, tune = split_off(read_split(args.data, "hate", "train"))
-        fit_binary("hate", train, tune, extra_train=read_davidson_hate(args.data)).save(
-            args.out / HATE_FILE
-        )
-
-    if "offensive" in only:
-        train, tune = split_off(read_split(args.data, "offensive", "train"))
-        fit_binary("offensive", train, tune).save(args.out / OFFENSIVE_FILE)
+    model = train_heads(Corpora.read(args.data), load_or_distil(args.word_vectors))
+    model.save(args.out / HEADS_FILE)
+    size = (args.out / HEADS_FILE).stat().st_size
+    print(f"wrote {args.out / HEADS_FILE} ({size / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":

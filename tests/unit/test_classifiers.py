@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from streamapp.classifiers import create_classifier
-from streamapp.classifiers.linear import LinearModel
+from streamapp.classifiers.linear import LinearHeads
 from streamapp.classifiers.metrics import macro_f1, macro_recall
+from streamapp.classifiers.offline import HEADS_FILE
 
 
 async def test_offline_classifier_labels_every_text_of_a_batch() -> None:
@@ -37,18 +38,27 @@ async def test_offline_classifier_labels_every_text_of_a_batch() -> None:
         assert r.classifier == "offline" and r.classifier_version
 
 
-def test_packaged_models_load_and_score_deterministically() -> None:
-    model = LinearModel.load_packaged("hate-lr.json.gz")
-    a = model.predict_proba(
-        ["you are all wonderful people", "kill all those dirty immigrants they are vermin"]
-    )
-    b = model.predict_proba(
-        ["you are all wonderful people", "kill all those dirty immigrants they are vermin"]
-    )
-    assert a == b
-    # Binary model: one probability per text, of the positive (hateful) class.
-    assert all(len(row) == 1 and 0.0 < row[0] < 1.0 for row in a)
-    assert a[1][0] > a[0][0]
+def test_packaged_heads_load_and_score_deterministically() -> None:
+    model = LinearHeads.load_packaged(HEADS_FILE)
+    texts = ["you are all wonderful people", "kill all those dirty immigrants they are vermin"]
+    a, b = model.probabilities(texts), model.probabilities(list(texts))
+    assert set(a) == {"hate", "offensive", "sentiment"}
+    for name in a:
+        assert (a[name] == b[name]).all()
+    # Binary heads: one probability per text, of the positive class; sentiment a softmax.
+    assert a["hate"].shape == (2,) and ((a["hate"] > 0) & (a["hate"] < 1)).all()
+    assert a["hate"][1] > a["hate"][0]
+    assert a["sentiment"].shape == (2, 3) and abs(a["sentiment"].sum(axis=1) - 1).max() < 1e-9
+
+
+def test_a_text_scores_the_same_whatever_its_batch() -> None:
+    model = LinearHeads.load_packaged(HEADS_FILE)
+    texts = ["I love it http://t.co/x", "", "hate\x00them @bob", "sooooo bad!!!", "ok"]
+    batch = model.probabilities(texts)
+    for i, text in enumerate(texts):
+        alone = model.probabilities([text])
+        for name in batch:
+            assert abs(batch[name][i] - alone[name][0]).max() < 1e-9, (name, text)
 
 
 def test_macro_f1_and_macro_recall_on_a_hand_made_set() -> None:

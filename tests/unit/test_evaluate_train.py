@@ -8,12 +8,13 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from streamapp.classifiers.base import Classifier, Langs
 from streamapp.classifiers.datasets import default_data_dir, without_overlap
 from streamapp.classifiers.evaluate import evaluate, main, report
-from streamapp.classifiers.linear import LinearModel
+from streamapp.classifiers.linear import LinearHeads
 from streamapp.models import Analysis
 
 
@@ -93,7 +94,7 @@ def test_command_scores_the_packaged_model_on_the_real_splits(
     data = default_data_dir()
     if not (data / "tweeteval").is_dir():
         pytest.skip(f"the labelled data is not beside this checkout ({data})")
-    main(["--data", str(data), "--task", "sentiment", "--task", "hate"])
+    main(["--data", str(data), "--task", "sentiment", "--task", "hate", "--no-shift"])
     out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines()[1:] if not line.startswith(" ")}
     assert set(lines) == {"hate", "sentiment"}
@@ -131,9 +132,26 @@ def synthetic_data(root: Path) -> None:
         "count,hate_speech,offensive_language,neither,class,tweet\n"
         + "\n".join(f'3,3,0,0,0,"{tweet(neg)}"' for _ in range(20))
         + "\n"
-        + "\n".join(f'3,0,0,3,2,"{tweet(pos)}"' for _ in range(20))
+        + "\n".join(f'3,0,0,3,2,"{tweet(pos + neu)}"' for _ in range(20))
         + "\n"
     )
+
+
+def tiny_word_vectors(directory: Path) -> Path:
+    """A model2vec model over a word-level vocabulary: what `wordvectors.distil` makes from
+    MiniLM, small enough for a unit test."""
+    from model2vec import StaticModel
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    vocab = ["[UNK]", "[PAD]", "love", "great", "happy", "awful", "sad", "angry", "joy"]
+    tokenizer = Tokenizer(WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((len(vocab), 8)).astype(np.float32)
+    StaticModel(vectors=vectors, tokenizer=tokenizer).save_pretrained(str(directory))
+    return directory
 
 
 def test_training_is_reproducible_byte_for_byte(tmp_path: Path) -> None:
@@ -141,16 +159,53 @@ def test_training_is_reproducible_byte_for_byte(tmp_path: Path) -> None:
     from streamapp.classifiers.train import main as train
 
     synthetic_data(tmp_path / "data")
+    vectors = tiny_word_vectors(tmp_path / "vectors")
     digests = []
     for run in ("a", "b"):
-        train(["--data", str(tmp_path / "data"), "--out", str(tmp_path / run)])
+        train(
+            [
+                "--data", str(tmp_path / "data"),
+                "--out", str(tmp_path / run),
+                "--word-vectors", str(vectors),
+            ]
+        )  # fmt: skip
         digests.append(
             {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / run).iterdir()}
         )
     assert digests[0] == digests[1]
-    assert set(digests[0]) == {"sentiment-lr.json.gz", "hate-lr.json.gz", "offensive-lr.json.gz"}
-    model = LinearModel.load(tmp_path / "a" / "sentiment-lr.json.gz")
-    assert model.labels == ["negative", "neutral", "positive"] and model.dense
+    assert set(digests[0]) == {"offline-heads.zip"}
+    model = LinearHeads.load(tmp_path / "a" / "offline-heads.zip")
+    assert [h.name for h in model.heads] == ["hate", "offensive", "sentiment"]
+    assert model.head("sentiment").labels == ["negative", "neutral", "positive"]
+    # Learnt from the synthetic words, and "joy" (never in training, but with a vector):
+    probs = model.probabilities(["so happy with you", "awful and angry", "we sad today"])
+    assert probs["sentiment"].argmax(axis=1).tolist() == [2, 0, 0]
+    assert probs["hate"][1] > 0.5 > probs["hate"][0]
+
+
+def test_shift_estimates_retrain_across_sources_and_years(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn", reason="training needs the train extra (scikit-learn)")
+    from streamapp.classifiers.shift import report as shift_report
+    from streamapp.classifiers.shift import shift_estimates
+    from streamapp.classifiers.wordvectors import WordVectors
+
+    synthetic_data(tmp_path / "data")
+    vectors = WordVectors(tiny_word_vectors(tmp_path / "vectors"))
+    # 240 sentiment rows: the first 150 are "older" (less the 30 copies of validation
+    # tweets among them), the last 60 "newest".
+    results = shift_estimates(tmp_path / "data", vectors, older_end=150, newest_start=180)
+    got = {(r.task, r.direction): (r.n_train, r.n_test) for r in results}
+    assert got == {
+        ("hate", "HatEval -> Davidson"): (140, 40),
+        ("hate", "Davidson -> HatEval"): (40, 140),
+        ("offensive", "OffensEval -> Davidson"): (140, 40),
+        ("offensive", "Davidson -> OffensEval"): (40, 140),
+        ("sentiment", "SemEval 2013-14 -> 2016"): (120, 60),
+    }
+    # The synthetic words decide the labels in every source, so the recipe transfers.
+    assert all(r.score > 0.9 for r in results), results
+    text = shift_report(results)
+    assert "hate       mean of both directions" in text and "SemEval 2013-14 -> 2016" in text
 
 
 async def test_offline_models_load_and_classify_with_the_network_unreachable(
