@@ -3,8 +3,9 @@
 GET /                          -> 302 to /dashboard/
 GET /dashboard/                the page (it polls the JSON views below every 2 s)
 GET /dashboard/static/<file>   its assets, from `streamapp/static/` (package data)
-GET /recent/?hate=true&limit=20&source=twitter
-                               newest classified messages from Elasticsearch, newest first
+GET /recent/?q=words&hate=true&sentiment=negative&source=twitter&term=tag&lang=en
+            &from=ISO&to=ISO&limit=20&page=1
+                               search the classified messages in Elasticsearch, newest first
 
 The page needs nothing from the network but this worker: no CDN, no fonts, no chart library
 (charts are plain SVG), and its Content-Security-Policy forbids anything else.
@@ -17,6 +18,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,15 @@ _ASSET_REF = re.compile(r"\{\{static:([A-Za-z0-9_./-]+)\}\}")
 
 RECENT_DEFAULT_LIMIT = 20
 RECENT_MAX_LIMIT = 100
-RECENT_PARAMS = frozenset({"hate", "limit", "source"})
+RECENT_PARAMS = frozenset(
+    {"q", "hate", "sentiment", "source", "term", "lang", "from", "to", "limit", "page"}
+)
+#: Elasticsearch's default `index.max_result_window`: from + size never goes past it.
+RECENT_MAX_WINDOW = 10_000
+RECENT_MAX_QUERY = 200
+#: Bounds a query's work on the cluster, beside the HTTP request timeout.
+RECENT_ES_TIMEOUT = "2s"
+_SENTIMENTS = frozenset({"negative", "neutral", "positive", "unclassified"})
 _SOURCE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 RECENT_FIELDS = [
@@ -73,6 +83,8 @@ RECENT_FIELDS = [
     "sentiment_label",
     "processed_at",
     "created_at",
+    "lang",
+    "rule_tags",
     "published_at",
 ]
 
@@ -186,9 +198,43 @@ class DashboardStatic(View):
 
 @dataclass(frozen=True)
 class RecentQuery:
-    hate: bool | None  # None: hateful or not
-    limit: int
-    source: str | None
+    """A search of the classified messages, newest first: every criterion optional."""
+
+    hate: bool | None = None  # None: hateful or not
+    limit: int = RECENT_DEFAULT_LIMIT
+    source: str | None = None
+    text: str | None = None  # words to find in the text (or a news title / description)
+    sentiment: str | None = None
+    term: str | None = None  # a tracked term: a rule tag or keyword the message matched
+    lang: str | None = None
+    since: datetime | None = None  # processed at or after
+    until: datetime | None = None  # processed before
+    page: int = 1
+
+
+def _keyword(query: Mapping[str, str], name: str) -> str | None:
+    value = query.get(name) or None
+    if value is not None and not _SOURCE.match(value):
+        raise BadRequest(f"{name} must be 1-64 letters, digits, '.', '_' or '-'")
+    return value
+
+
+def _instant(query: Mapping[str, str], name: str) -> datetime | None:
+    raw = query.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO 8601 time, e.g. 2026-12-01T10:00:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _int(query: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(query.get(name, str(default)))
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer") from None
 
 
 def parse_recent_query(query: Mapping[str, str]) -> RecentQuery:
@@ -201,16 +247,36 @@ def parse_recent_query(query: Mapping[str, str]) -> RecentQuery:
             hate = _BOOLEANS[query["hate"].lower()]
         except KeyError:
             raise BadRequest("hate must be true or false") from None
-    try:
-        limit = int(query.get("limit", str(RECENT_DEFAULT_LIMIT)))
-    except ValueError:
-        raise BadRequest("limit must be an integer") from None
+    limit = _int(query, "limit", RECENT_DEFAULT_LIMIT)
     if not 1 <= limit <= RECENT_MAX_LIMIT:
         raise BadRequest(f"limit must be between 1 and {RECENT_MAX_LIMIT}")
-    source = query.get("source") or None
-    if source is not None and not _SOURCE.match(source):
-        raise BadRequest("source must be 1-64 letters, digits, '.', '_' or '-'")
-    return RecentQuery(hate=hate, limit=limit, source=source)
+    page = _int(query, "page", 1)
+    if page < 1 or page * limit > RECENT_MAX_WINDOW:
+        raise BadRequest(
+            f"page must be 1 or more, and page x limit at most {RECENT_MAX_WINDOW} "
+            "(narrow the search with a time range instead)"
+        )
+    text = (query.get("q") or "").strip() or None
+    if text is not None and len(text) > RECENT_MAX_QUERY:
+        raise BadRequest(f"q must be at most {RECENT_MAX_QUERY} characters")
+    sentiment = query.get("sentiment") or None
+    if sentiment is not None and sentiment not in _SENTIMENTS:
+        raise BadRequest(f"sentiment must be one of {sorted(_SENTIMENTS)}")
+    since, until = _instant(query, "from"), _instant(query, "to")
+    if since and until and since >= until:
+        raise BadRequest("from must be before to")
+    return RecentQuery(
+        hate=hate,
+        limit=limit,
+        source=_keyword(query, "source"),
+        text=text,
+        sentiment=sentiment,
+        term=(query.get("term") or "").strip() or None,
+        lang=_keyword(query, "lang"),
+        since=since,
+        until=until,
+        page=page,
+    )
 
 
 def recent_search(q: RecentQuery, aliases: list[str]) -> dict[str, Any]:
@@ -220,14 +286,41 @@ def recent_search(q: RecentQuery, aliases: list[str]) -> dict[str, Any]:
         filters.append({"term": {"hate": q.hate}})
     if q.source is not None:
         filters.append({"term": {"source": q.source}})
+    if q.sentiment is not None:
+        filters.append({"term": {"sentiment_label": q.sentiment}})
+    if q.lang is not None:
+        filters.append({"term": {"lang": q.lang}})
+    if q.term is not None:
+        filters.append({"term": {"rule_tags": q.term}})
+    if q.since is not None or q.until is not None:
+        bounds = {}
+        if q.since is not None:
+            bounds["gte"] = q.since.isoformat()
+        if q.until is not None:
+            bounds["lt"] = q.until.isoformat()
+        filters.append({"range": {"processed_at": bounds}})
+    must: list[dict[str, Any]] = []
+    if q.text is not None:
+        # simple_query_string never fails on user syntax (unbalanced quotes and the like).
+        must.append(
+            {
+                "simple_query_string": {
+                    "query": q.text,
+                    "fields": ["text", "title", "description"],
+                    "default_operator": "and",
+                }
+            }
+        )
     return {
         "index": ",".join(aliases),
-        "query": {"bool": {"filter": filters}},
+        "query": {"bool": {"filter": filters, "must": must}},
         # `id` breaks ties: a whole batch shares one `processed_at`.
         "sort": [{"processed_at": {"order": "desc"}}, {"id": {"order": "asc"}}],
         "size": q.limit,
+        "from_": (q.page - 1) * q.limit,
         "source_includes": RECENT_FIELDS,
-        "track_total_hits": False,
+        "track_total_hits": RECENT_MAX_WINDOW,
+        "timeout": RECENT_ES_TIMEOUT,
         # Before the worker has created its indices there is simply nothing to list.
         "ignore_unavailable": True,
         "allow_no_indices": True,
@@ -253,11 +346,14 @@ def recent_item(doc: Mapping[str, Any]) -> dict[str, Any]:
         "sentiment": doc.get("sentiment_label"),
         "time": doc.get("processed_at"),
         "created_at": doc.get("published_at") if news else doc.get("created_at"),
+        "lang": doc.get("lang"),
+        "terms": doc.get("rule_tags") or [],
     }
 
 
 class RecentView(View):
-    """Newest classified messages of both aliases, e.g. the latest hateful ones."""
+    """Search the classified messages of both aliases, newest first: e.g. the latest
+    hateful ones, or negative tweets about a term in a time range, a page at a time."""
 
     async def get(self, request: Request) -> Response:
         try:
@@ -274,11 +370,22 @@ class RecentView(View):
                 {"error": f"elasticsearch unavailable: {type(exc).__name__}"}, status=503
             )
         items = [recent_item(hit["_source"]) for hit in resp["hits"]["hits"]]
+        total = resp["hits"].get("total") or {}
         return self.json(
             {
                 "hate": q.hate,
                 "source": q.source,
+                "q": q.text,
+                "sentiment": q.sentiment,
+                "term": q.term,
+                "lang": q.lang,
+                "from": q.since.isoformat() if q.since else None,
+                "to": q.until.isoformat() if q.until else None,
                 "limit": q.limit,
+                "page": q.page,
+                # "gte" once there are more than RECENT_MAX_WINDOW matches.
+                "total": {"value": total.get("value", 0), "relation": total.get("relation")},
+                "timed_out": bool(resp.get("timed_out")),
                 "indices": aliases,
                 "items": items,
             }

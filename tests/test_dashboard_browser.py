@@ -9,6 +9,7 @@ downloads a browser of its own.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import time
 import urllib.error
@@ -187,6 +188,33 @@ async def test_dashboard_shows_live_totals(namespace: Namespace, worker_factory)
                 return ids if ids == expected_ids else None
 
             await eventually(listed, within=20, what="the recent hateful messages listed")
+
+            # The search box: words of a listed message, then negative ones only; the page
+            # shows what /recent/ answers for the same search.
+            word = max(re.findall(r"[A-Za-z]{4,}", recent["items"][0]["text"]), key=len)
+            page_errors: list[str] = []
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+            for sentiment in ("", "negative"):
+                query = f"q={word}&limit=20" + (f"&sentiment={sentiment}" if sentiment else "")
+                status, found = await asyncio.to_thread(worker.get, f"/recent/?{query}")
+                assert status == 200 and found["total"]["value"] >= len(found["items"]), found
+                if not sentiment:
+                    assert recent["items"][0]["id"] in [item["id"] for item in found["items"]]
+                assert all(item["sentiment"] == sentiment for item in found["items"] if sentiment)
+                await page.fill("#search-q", word)
+                await page.select_option("#search-sentiment", sentiment)
+                await page.click("#search button[type=submit]")
+                found_ids = [item["id"] for item in found["items"]]
+
+                async def searched(found_ids: list[str] = found_ids) -> dict[str, object] | None:
+                    assert not page_errors, page_errors
+                    rows = page.locator("#search-results tbody tr")
+                    ids = [await r.get_attribute("data-id") for r in await rows.all()]
+                    empty = await page.is_visible("#search-empty")
+                    done = ids == found_ids and empty == (not found_ids)
+                    return {"ids": ids, "empty": empty} if done else None
+
+                await eventually(searched, within=20, what=f"the search {query!r} listed")
 
             # Hate per window: the hateful bar and each category side by side, never stacked
             # (a message can carry several categories, so a stack would overstate the

@@ -397,21 +397,26 @@ function setupReveal() {
   box.checked = localStorage.getItem("streamapp.revealText") === "1";
   const apply = () => {
     $("recent-hateful").classList.toggle("masked", !box.checked);
+    $("search-results").classList.toggle("masked", !box.checked);
     localStorage.setItem("streamapp.revealText", box.checked ? "1" : "0");
   };
   box.addEventListener("change", apply);
   apply();
 }
 
-function renderRecent(result) {
-  const table = $("recent-hateful");
+function renderRecent(result, ids = { table: "recent-hateful", caption: "recent-caption",
+                                      empty: "recent-empty" }) {
+  const table = $(ids.table);
   const body = h("tbody");
   if (result.status !== 200 || !result.body) {
-    $("recent-caption").textContent =
+    $(ids.caption).textContent =
       `Cannot list messages: ${result.body?.error || `HTTP ${result.status}`}.`;
     return;
   }
-  $("recent-caption").textContent = "Newest first, from Elasticsearch (both aliases).";
+  const total = result.body.total;
+  $(ids.caption).textContent = total && ids.table === "search-results"
+    ? `${total.relation === "gte" ? "More than " : ""}${total.value} matching, newest first.`
+    : "Newest first, from Elasticsearch (both aliases).";
   for (const item of result.body.items) {
     const tags = h("td");
     for (const c of item.categories) tags.append(h("span", { class: "tag" }, c));
@@ -438,7 +443,28 @@ function renderRecent(result) {
   }
   table.tBodies[0].replaceWith(body);
   table.dataset.count = String(result.body.items.length);
-  $("recent-empty").hidden = result.body.items.length > 0;
+  $(ids.empty).hidden = result.body.items.length > 0;
+}
+
+function setupSearch() {
+  $("search").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const params = new URLSearchParams({ limit: String(RECENT_LIMIT) });
+    const words = $("search-q").value.trim();
+    if (words) params.set("q", words);
+    if ($("search-sentiment").value) params.set("sentiment", $("search-sentiment").value);
+    if ($("search-hate").checked) params.set("hate", "true");
+    if (state.source) params.set("source", state.source);
+    let result;
+    try {
+      result = await getJSON(`../recent/?${params}`);
+    } catch (err) {
+      result = { status: 0, body: { error: err.message } };
+    }
+    renderRecent(result, {
+      table: "search-results", caption: "search-caption", empty: "search-empty",
+    });
+  });
 }
 
 function renderHealth(health, stats) {
@@ -570,5 +596,6 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("controls").addEventListener("submit", (e) => e.preventDefault());
   setupReveal();
+  setupSearch();
   loop();
 });

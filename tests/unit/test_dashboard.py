@@ -109,6 +109,13 @@ def test_recent_query_defaults_and_values() -> None:
         {"source": "a b"},
         {"source": "x" * 65},
         {"order": "asc"},
+        {"q": "x" * 201},
+        {"sentiment": "angry"},
+        {"lang": "en us"},
+        {"from": "yesterday"},
+        {"from": "2026-12-02T00:00:00Z", "to": "2026-12-01T00:00:00Z"},
+        {"page": "0"},
+        {"page": "101", "limit": "100"},
     ],
 )
 def test_recent_query_rejects_bad_parameters(query: dict[str, str]) -> None:
@@ -127,6 +134,16 @@ def test_recent_search_filters_and_sorts_newest_first() -> None:
     ]
     assert body["sort"][0] == {"processed_at": {"order": "desc"}}
     assert recent_search(parse_recent_query({}), ["x"])["query"]["bool"]["filter"] == []
+    # Bounded: a page of at most 100, never past the 10,000th hit, a 2 s search timeout.
+    body = recent_search(
+        parse_recent_query({"q": "vote", "page": "3", "limit": "50", "from": "2026-12-01"}),
+        ["x"],
+    )
+    assert (body["from_"], body["size"], body["timeout"]) == (100, 50, "2s")
+    assert body["query"]["bool"]["filter"] == [
+        {"range": {"processed_at": {"gte": "2026-12-01T00:00:00+00:00"}}}
+    ]
+    assert body["query"]["bool"]["must"][0]["simple_query_string"]["query"] == "vote"
 
 
 def test_recent_item_takes_text_or_title() -> None:
