@@ -1,24 +1,31 @@
-"""Throughput of the pipeline on the local Kafka and Elasticsearch, printed, not asserted.
+"""The benchmark harness: throughput, latency and resources of the pipeline on the local
+Kafka and Elasticsearch, beside two baselines, printed and written as JSON. Not asserted.
 
-    python -m benchmarks.pipeline [--messages 20000] [--batch-size 500]
+    python -m benchmarks.pipeline [--messages 100000] [--workers 1 2]
+                                  [--latency-rate 1000] [--latency-seconds 60]
 
-Starts Kafka and Elasticsearch if they are not running (and stops them again after), runs
-`faust -A streamapp worker` on fresh topics and indices, produces N tweets as fast as
-possible, and reports:
+Starts Kafka and Elasticsearch if they are not running (and stops them again after). In one
+run, on fresh topics and indices each time:
 
-- classifier alone (the offline model, batched, in this process);
-- end to end, with 1 and with 2 worker processes (one app id: Faust shares the partitions):
-  first message produced -> N documents in Elasticsearch, and the tables' totals (gathered
-  from every worker).
+- classifier alone: the offline heads, batches of 500, in this process (one core);
+- baselines (`baselines.py`): the seed-style pipeline (one message at a time) and the raw
+  ceiling (getmany -> bulk, no classification);
+- streamapp end to end with 1 and with 2 worker processes (`faust -A streamapp worker`, one
+  app id): first message produced -> N documents searchable, what the tables counted, and
+  CPU seconds per 1,000 messages and peak RSS of the workers, Kafka and Elasticsearch;
+- latency at a steady rate (one worker): produce -> searchable percentiles. Searchable is
+  when Elasticsearch's count (no forced refresh, polled every 50 ms) first includes the
+  document; the k-th document to become searchable is matched with the k-th produced, which
+  is exact for one partition and close for four (they are produced round-robin).
 
-Compare figures from one run (the machines are shared and noisy): the ratio of end-to-end to
-classifier-only throughput shows how much Kafka, Elasticsearch and the tables cost.
+Compare figures from one run only: the machines are shared and noisy.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import os
 import random
@@ -29,16 +36,25 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from elasticsearch import Elasticsearch
 
+from benchmarks.baselines import run_baseline
+from benchmarks.procstat import Usage
 from devstack.config import PROJECT_ROOT, DevstackConfig
 from devstack.elasticsearch import ElasticsearchService
 from devstack.kafka import KafkaService
+from devstack.process import running_pid
 from streamapp.classifiers import create_classifier
+
+RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
 
 
 def sample_texts() -> list[str]:
@@ -46,29 +62,79 @@ def sample_texts() -> list[str]:
     return [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
 
 
-def tweets(n: int, tag: str) -> list[tuple[bytes, bytes]]:
-    rng = random.Random(7)
-    texts = sample_texts()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    out = []
-    for i in range(n):
+class Tweets:
+    """Tweets from the bundled sample, each with its own id and a number in the text."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.rng = random.Random(7)
+        self.texts = sample_texts()
+        self.n = 0
+
+    def next(self, created_at: str) -> tuple[bytes, bytes]:
+        i, self.n = self.n, self.n + 1
         doc = {
-            "id": f"{tag}-{i}",
-            "text": f"{rng.choice(texts)} #{i}",
-            "created_at": stamp,
-            "author_username": f"user{rng.randint(1, 500)}",
+            "id": f"{self.tag}-{i}",
+            "text": f"{self.rng.choice(self.texts)} #{i}",
+            "created_at": created_at,
+            "author_username": f"user{self.rng.randint(1, 500)}",
             "lang": "en",
-            "source": rng.choice(["twitter", "bluesky"]),
+            "source": self.rng.choice(["twitter", "bluesky"]),
         }
-        out.append((doc["id"].encode(), json.dumps(doc).encode()))
-    return out
+        return doc["id"].encode(), json.dumps(doc).encode()
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+async def produce(bootstrap: str, topic: str, n: int, tag: str) -> float:
+    """N tweets as fast as the producer takes them; seconds it took."""
+    tweets = Tweets(tag)
+    stamp = now_iso()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    await producer.start()
+    started = time.monotonic()
+    try:
+        futures = []
+        for _ in range(n):
+            key, value = tweets.next(stamp)
+            futures.append(await producer.send(topic, value, key=key))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.monotonic() - started
+
+
+async def produce_paced(bootstrap: str, topic: str, rate: float, seconds: float) -> list[float]:
+    """`rate` tweets a second for `seconds`, in ticks of 10 ms; the wall time each was
+    handed to the producer, in order."""
+    tweets = Tweets(uuid.uuid4().hex[:8])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    sent: list[float] = []
+    futures = []
+    try:
+        started = time.time()
+        total = int(rate * seconds)
+        while len(sent) < total:
+            due = min(total, int((time.time() - started) * rate) + 1)
+            while len(sent) < due:
+                key, value = tweets.next(now_iso())
+                sent.append(time.time())
+                futures.append(await producer.send(topic, value, key=key))
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return sent
 
 
 async def classifier_rate(n: int, batch: int) -> float:
     clf = create_classifier("offline")
     await clf.start()
     texts = sample_texts()
-    texts = (texts * (n // len(texts) + 1))[:n]
+    texts = [f"{t} #{i}" for i, t in enumerate((texts * (n // len(texts) + 1))[:n])]
     started = time.perf_counter()
     for i in range(0, n, batch):
         await clf.classify(texts[i : i + batch])
@@ -77,23 +143,13 @@ async def classifier_rate(n: int, batch: int) -> float:
     return n / elapsed
 
 
-async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, v, key=k) for k, v in messages]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def get_json(url: str) -> dict:
+def get_json(url: str) -> dict[str, Any]:
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
             return json.load(resp)
@@ -101,12 +157,34 @@ def get_json(url: str) -> dict:
         return {}
 
 
-def end_to_end(cfg: DevstackConfig, n: int, batch_size: int, workers: int) -> dict[str, float]:
-    """N tweets through `workers` worker processes (one app id) on fresh topics and indices:
-    seconds from the first message produced to N searchable, and what the tables counted."""
+@dataclass
+class Workers:
+    """Worker processes of one app on fresh topics and indices, all healthy."""
+
+    env: dict[str, str]
+    ports: list[int]
+    pids: list[int]
+
+    @property
+    def topic(self) -> str:
+        return self.env["STREAMAPP_TWEETS_TOPIC"]
+
+    @property
+    def index(self) -> str:
+        return self.env["STREAMAPP_TWEETS_INDEX"]
+
+    def counted(self) -> int:
+        """Messages the tables counted (gathered from every worker)."""
+        web = f"http://127.0.0.1:{self.ports[0]}"
+        totals = get_json(f"{web}/sentiment/?window=tumbling").get("totals", {})
+        return int(sum(v for labels in totals.values() for v in labels.values()))
+
+
+@contextmanager
+def workers(cfg: DevstackConfig, count: int, batch_size: int) -> Iterator[Workers]:
     tag = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="streamapp-bench-"))
-    ports = [free_port() for _ in range(workers)]
+    ports = [free_port() for _ in range(count)]
     env = {
         **os.environ,
         "STREAMAPP_APP_ID": f"streamapp-bench-{tag}",
@@ -118,8 +196,9 @@ def end_to_end(cfg: DevstackConfig, n: int, batch_size: int, workers: int) -> di
         "STREAMAPP_TWEETS_INDEX": f"bench-tweets-{tag}",
         "STREAMAPP_NEWS_INDEX": f"bench-news-{tag}",
         "STREAMAPP_BATCH_SIZE": str(batch_size),
+        # The demo loop and sources are `make run`'s, not the worker's: nothing else runs.
     }
-    logs = [open(workdir / f"worker-{i}.log", "wb") for i in range(workers)]  # noqa: SIM115
+    logs = [open(workdir / f"worker-{i}.log", "wb") for i in range(count)]  # noqa: SIM115
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "faust", "-A", "streamapp", "worker", "-l", "warn"],
@@ -134,9 +213,6 @@ def end_to_end(cfg: DevstackConfig, n: int, batch_size: int, workers: int) -> di
         )
         for i, port in enumerate(ports)
     ]
-    es = Elasticsearch(cfg.elasticsearch_url, request_timeout=30)
-    index = env["STREAMAPP_TWEETS_INDEX"]
-    web = f"http://127.0.0.1:{ports[0]}"
     try:
         deadline = time.monotonic() + 180
 
@@ -144,7 +220,7 @@ def end_to_end(cfg: DevstackConfig, n: int, batch_size: int, workers: int) -> di
             # Every worker healthy and in the group, so the run is not a rebalance.
             for port in ports:
                 body = get_json(f"http://127.0.0.1:{port}/health/")
-                if body.get("status") != "ok" or len(body.get("workers", {})) != workers:
+                if body.get("status") != "ok" or len(body.get("workers", {})) != count:
                     return False
             return True
 
@@ -152,19 +228,7 @@ def end_to_end(cfg: DevstackConfig, n: int, batch_size: int, workers: int) -> di
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                 raise SystemExit(f"workers did not become healthy; logs in {workdir}")
             time.sleep(0.5)
-        messages = tweets(n, tag)
-        t0 = time.monotonic()
-        asyncio.run(produce(cfg.kafka_bootstrap, env["STREAMAPP_TWEETS_TOPIC"], messages))
-        produced = time.monotonic() - t0
-        count = 0
-        while count < n and time.monotonic() - t0 < 600:
-            time.sleep(0.5)
-            es.indices.refresh(index=index)
-            count = int(es.count(index=index)["count"])
-        elapsed = time.monotonic() - t0
-        totals = get_json(f"{web}/sentiment/?window=tumbling").get("totals", {})
-        counted = sum(v for labels in totals.values() for v in labels.values())
-        return {"produced_s": produced, "elapsed_s": elapsed, "indexed": count, "counted": counted}
+        yield Workers(env=env, ports=ports, pids=[p.pid for p in procs])
     finally:
         for p in procs:
             p.terminate()
@@ -172,16 +236,193 @@ def end_to_end(cfg: DevstackConfig, n: int, batch_size: int, workers: int) -> di
             p.wait(timeout=60)
         for f in logs:
             f.close()
+
+
+def service_pids(cfg: DevstackConfig) -> dict[str, int]:
+    out = {}
+    for name, svc in (("kafka", KafkaService(cfg)), ("elasticsearch", ElasticsearchService(cfg))):
+        pid = running_pid(svc.pid_file)
+        if pid is not None:
+            out[name] = pid
+    return out
+
+
+def throughput(cfg: DevstackConfig, n: int, batch_size: int, count: int) -> dict[str, Any]:
+    """N tweets through `count` worker processes: first produced -> N searchable."""
+    es = Elasticsearch(cfg.elasticsearch_url, request_timeout=30)
+    try:
+        with workers(cfg, count, batch_size) as w:
+            usage = Usage({**{f"worker-{i}": p for i, p in enumerate(w.pids)}, **service_pids(cfg)})
+            usage.start()
+            t0 = time.monotonic()
+            producing = start_producing(cfg.kafka_bootstrap, w.topic, n)
+            indexed = 0
+            # Searchable as a user sees it: after Elasticsearch's own refresh (1 s), never a
+            # refresh forced by the measurement (each one costs the node a segment).
+            while indexed < n and time.monotonic() - t0 < 900:
+                time.sleep(0.2)
+                usage.sample()
+                if _exists(es, w.index):
+                    indexed = int(es.count(index=w.index)["count"])
+            elapsed = time.monotonic() - t0
+            usage.stop()
+            produced_s = producing.result()
+            counted = w.counted()
+        return {
+            "workers": count,
+            "messages": n,
+            "indexed": indexed,
+            "counted": counted,
+            "elapsed_s": round(elapsed, 2),
+            "msgs_per_s": round(indexed / elapsed, 1),
+            "produced_s": round(produced_s, 2),
+            "cpu_s_per_1000": usage.per_thousand(indexed),
+            "peak_rss_mb": usage.peak_mb(),
+        }
+    finally:
         es.close()
+
+
+def start_producing(bootstrap: str, topic: str, n: int) -> concurrent.futures.Future[float]:
+    """`produce` in a thread of its own, so the measuring loop keeps its pace."""
+    tag = uuid.uuid4().hex[:8]
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(lambda: asyncio.run(produce(bootstrap, topic, n, tag)))
+    pool.shutdown(wait=False)
+    return future
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, round(q / 100 * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+def latency(cfg: DevstackConfig, rate: float, seconds: float, batch_size: int) -> dict[str, Any]:
+    """A steady `rate` for `seconds` through one worker: produce -> searchable."""
+    es = Elasticsearch(cfg.elasticsearch_url, request_timeout=30)
+    try:
+        with workers(cfg, 1, batch_size) as w:
+            usage = Usage({"worker-0": w.pids[0], **service_pids(cfg)})
+            usage.start()
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                paced = pool.submit(
+                    lambda: asyncio.run(produce_paced(cfg.kafka_bootstrap, w.topic, rate, seconds))
+                )
+                total = int(rate * seconds)
+                seen_at: list[float] = []
+                deadline = time.monotonic() + seconds + 120
+                last_sample = 0.0
+                while len(seen_at) < total and time.monotonic() < deadline:
+                    visible = int(es.count(index=w.index)["count"]) if _exists(es, w.index) else 0
+                    now = time.time()
+                    seen_at.extend([now] * (min(visible, total) - len(seen_at)))
+                    if now - last_sample > 0.5:
+                        usage.sample()
+                        last_sample = now
+                    time.sleep(0.05)
+                sent = paced.result()
+            usage.stop()
+        delays = sorted(s - p for s, p in zip(seen_at, sent, strict=False))
+        return {
+            "rate": rate,
+            "seconds": seconds,
+            "produced": len(sent),
+            "searchable": len(seen_at),
+            "p50_s": round(percentile(delays, 50), 3),
+            "p90_s": round(percentile(delays, 90), 3),
+            "p99_s": round(percentile(delays, 99), 3),
+            "max_s": round(delays[-1], 3) if delays else None,
+            "cpu_s_per_1000": usage.per_thousand(len(seen_at)),
+            "peak_rss_mb": usage.peak_mb(),
+        }
+    finally:
+        es.close()
+
+
+def _exists(es: Elasticsearch, index: str) -> bool:
+    return bool(es.indices.exists(index=index))
+
+
+def baseline(cfg: DevstackConfig, name: str, n: int) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:8]
+
+    async def run() -> dict[str, float]:
+        return await run_baseline(
+            name,
+            cfg.kafka_bootstrap,
+            cfg.elasticsearch_url,
+            lambda topic: produce(cfg.kafka_bootstrap, topic, n, tag),
+            n,
+        )
+
+    r = asyncio.run(run())
+    return {
+        "messages": n,
+        "indexed": int(r["indexed"]),
+        "elapsed_s": round(r["elapsed_s"], 2),
+        "msgs_per_s": round(r["indexed"] / r["elapsed_s"], 1),
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = []
+    ceiling = results["baselines"].get("raw ceiling", {}).get("msgs_per_s")
+    seed = results["baselines"].get("seed-style", {}).get("msgs_per_s")
+
+    def ratios(rate: float) -> str:
+        parts = []
+        if seed:
+            parts.append(f"x{rate / seed:,.1f} seed")
+        if ceiling:
+            parts.append(f"{100 * rate / ceiling:.0f}% of ceiling")
+        return ", ".join(parts)
+
+    rows.append(f"{'pipeline, same input':<44} {'msgs/s':>9}  vs baselines")
+    clf_rate = results["classifier_msgs_per_s"]
+    rows.append(f"{'classifier alone (offline, one core)':<44} {clf_rate:>9,.0f}")
+    for name, r in results["baselines"].items():
+        label = f"{name} ({r['messages']:,})"
+        rows.append(f"{label:<44} {r['msgs_per_s']:>9,.0f}")
+    for r in results["end_to_end"]:
+        label = f"streamapp, {r['workers']} worker(s) ({r['messages']:,})"
+        rows.append(f"{label:<44} {r['msgs_per_s']:>9,.0f}  {ratios(r['msgs_per_s'])}")
+    lines = ["\n".join(rows), ""]
+    lines.append("CPU seconds per 1,000 messages / peak RSS MB:")
+    for r in results["end_to_end"]:
+        lines.append(
+            f"  {r['workers']} worker(s): "
+            + ", ".join(
+                f"{k} {v:.2f}s/{r['peak_rss_mb'].get(k, 0):,.0f}MB"
+                for k, v in r["cpu_s_per_1000"].items()
+            )
+            + f"; tables counted {r['counted']:,} of {r['messages']:,}"
+        )
+    lat = results.get("latency")
+    if lat:
+        lines.append(
+            f"latency at {lat['rate']:,.0f} msgs/s for {lat['seconds']:.0f}s (1 worker): "
+            f"p50 {lat['p50_s']:.2f}s, p90 {lat['p90_s']:.2f}s, p99 {lat['p99_s']:.2f}s, "
+            f"max {lat['max_s']:.2f}s; {lat['searchable']:,} of {lat['produced']:,} searchable; "
+            f"worker peak RSS {lat['peak_rss_mb'].get('worker-0', 0):,.0f} MB, "
+            f"CPU {lat['cpu_s_per_1000'].get('worker-0', 0):.2f}s per 1,000"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument(
         "--workers", type=int, nargs="+", default=[1, 2], help="worker processes to compare"
     )
+    parser.add_argument("--seed-messages", type=int, default=3_000, help="seed-style is slow")
+    parser.add_argument("--latency-rate", type=float, default=1_000)
+    parser.add_argument("--latency-seconds", type=float, default=60, help="0: no latency run")
+    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     n = args.messages
 
@@ -192,22 +433,40 @@ def main(argv: list[str] | None = None) -> int:
             svc.start()
             started_here.append(svc)
     try:
+        results: dict[str, Any] = {
+            "started_at": now_iso(),
+            "messages": n,
+            "batch_size": args.batch_size,
+            "cpus": os.cpu_count(),
+        }
         rate = asyncio.run(classifier_rate(min(n, 20_000), args.batch_size))
-        print(f"classifier only (offline, batches of {args.batch_size}): {rate:,.0f} msg/s")
-        ok = True
-        first: float | None = None
-        for workers in args.workers:
-            r = end_to_end(cfg, n, args.batch_size, workers)
-            per_s = r["indexed"] / r["elapsed_s"]
-            first = first or per_s
-            print(
-                f"end to end, {workers} worker process(es): {r['indexed']:,} documents in "
-                f"Elasticsearch after {r['elapsed_s']:.1f}s = {per_s:,.0f} msg/s "
-                f"(x{per_s / first:.2f} of the first row; produced in {r['produced_s']:.1f}s); "
-                f"tables counted {r['counted']:,.0f}"
+        results["classifier_msgs_per_s"] = round(rate, 1)
+        print(f"classifier alone: {rate:,.0f} msgs/s", flush=True)
+        results["baselines"] = {}
+        if not args.no_baselines:
+            for name, count in (("raw ceiling", n), ("seed-style", min(n, args.seed_messages))):
+                r = baseline(cfg, name, count)
+                results["baselines"][name] = r
+                print(f"{name}: {r['msgs_per_s']:,.0f} msgs/s ({r['indexed']:,})", flush=True)
+        results["end_to_end"] = []
+        for count in args.workers:
+            r = throughput(cfg, n, args.batch_size, count)
+            results["end_to_end"].append(r)
+            print(f"streamapp, {count} worker(s): {r['msgs_per_s']:,.0f} msgs/s", flush=True)
+        if args.latency_seconds > 0:
+            results["latency"] = latency(
+                cfg, args.latency_rate, args.latency_seconds, args.batch_size
             )
-            ok = ok and r["indexed"] == n and r["counted"] == n
-        return 0 if ok else 1
+        print()
+        print(table(results))
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / f"bench-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+        path.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"\nfigures in {path}")
+        complete = all(
+            r["indexed"] == n and r["counted"] == n for r in results["end_to_end"]
+        ) and all(r["indexed"] == r["messages"] for r in results["baselines"].values())
+        return 0 if complete else 1
     finally:
         for svc in reversed(started_here):
             svc.stop()
