@@ -20,6 +20,7 @@ from mode import Service
 
 from streamapp.classifiers import Classifier, create_classifier
 from streamapp.classifiers.routing import Router
+from streamapp.faust_compat import end_startup_spinner_logging
 from streamapp.language import LanguageDetector
 from streamapp.metrics import Metrics
 from streamapp.models import NewsArticle, Tweet
@@ -97,6 +98,7 @@ class Runtime(Service):
                 metrics=self.metrics,
             )
             log.info("%s: classifier %s %s", kind, router.primary.name, router.primary.version)
+        end_startup_spinner_logging()
         self.ready_at = time.time()
         self._ready.set()
 

@@ -20,6 +20,7 @@ from streamapp.factory import StreamApp, create_app
 from streamapp.faust_compat import (
     ConsumerPositions,
     current_event,
+    end_startup_spinner_logging,
     record_defaults,
     record_fields,
 )
@@ -98,3 +99,25 @@ def test_record_fields_and_defaults() -> None:
     fields = record_fields(Tweet)
     assert list(fields)[:3] == ["id", "text", "created_at"]
     assert "source" in record_defaults(Tweet) and "id" not in record_defaults(Tweet)
+
+
+def test_root_logger_level_restored_after_the_startup_spinner(app: StreamApp) -> None:
+    import logging
+
+    from faust.worker import Worker
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        root.handlers[:] = [logging.StreamHandler()]
+        worker = Worker(app, loglevel="warn", quiet=False)
+        # What Faust's worker does at -l warn: a spinner handler at DEBUG and the root
+        # logger at DEBUG, for good.
+        worker._setup_spinner_handler(root, logging.WARNING)
+        assert root.level == logging.DEBUG and logging.getLogger("faust.topics").isEnabledFor(10)
+        end_startup_spinner_logging()
+        assert root.level == logging.WARNING
+        assert not logging.getLogger("aiokafka").isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
