@@ -181,7 +181,7 @@ class Workers:
 
 
 @contextmanager
-def workers(cfg: DevstackConfig, count: int, batch_size: int) -> Iterator[Workers]:
+def workers(cfg: DevstackConfig, count: int, batch_size: int | None) -> Iterator[Workers]:
     tag = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="streamapp-bench-"))
     ports = [free_port() for _ in range(count)]
@@ -195,9 +195,10 @@ def workers(cfg: DevstackConfig, count: int, batch_size: int) -> Iterator[Worker
         "STREAMAPP_DEAD_LETTER_TOPIC": f"bench-deadletter-{tag}",
         "STREAMAPP_TWEETS_INDEX": f"bench-tweets-{tag}",
         "STREAMAPP_NEWS_INDEX": f"bench-news-{tag}",
-        "STREAMAPP_BATCH_SIZE": str(batch_size),
         # The demo loop and sources are `make run`'s, not the worker's: nothing else runs.
     }
+    if batch_size is not None:  # else the worker's default
+        env["STREAMAPP_BATCH_SIZE"] = str(batch_size)
     logs = [open(workdir / f"worker-{i}.log", "wb") for i in range(count)]  # noqa: SIM115
     procs = [
         subprocess.Popen(
@@ -247,7 +248,7 @@ def service_pids(cfg: DevstackConfig) -> dict[str, int]:
     return out
 
 
-def throughput(cfg: DevstackConfig, n: int, batch_size: int, count: int) -> dict[str, Any]:
+def throughput(cfg: DevstackConfig, n: int, batch_size: int | None, count: int) -> dict[str, Any]:
     """N tweets through `count` worker processes: first produced -> N searchable."""
     es = Elasticsearch(cfg.elasticsearch_url, request_timeout=30)
     try:
@@ -299,7 +300,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
-def latency(cfg: DevstackConfig, rate: float, seconds: float, batch_size: int) -> dict[str, Any]:
+def latency(
+    cfg: DevstackConfig, rate: float, seconds: float, batch_size: int | None
+) -> dict[str, Any]:
     """A steady `rate` for `seconds` through one worker: produce -> searchable."""
     es = Elasticsearch(cfg.elasticsearch_url, request_timeout=30)
     try:
@@ -414,7 +417,9 @@ def table(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="STREAMAPP_BATCH_SIZE (the worker's default)"
+    )
     parser.add_argument(
         "--workers", type=int, nargs="+", default=[1, 2], help="worker processes to compare"
     )
@@ -436,10 +441,11 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, Any] = {
             "started_at": now_iso(),
             "messages": n,
-            "batch_size": args.batch_size,
+            "batch_size": args.batch_size or "worker default",
+            "batch_timeout": os.environ.get("STREAMAPP_BATCH_TIMEOUT", "worker default"),
             "cpus": os.cpu_count(),
         }
-        rate = asyncio.run(classifier_rate(min(n, 20_000), args.batch_size))
+        rate = asyncio.run(classifier_rate(min(n, 20_000), 500))
         results["classifier_msgs_per_s"] = round(rate, 1)
         print(f"classifier alone: {rate:,.0f} msgs/s", flush=True)
         results["baselines"] = {}
