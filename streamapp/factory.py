@@ -17,6 +17,7 @@ import faust
 from faust.types import TP
 
 from streamapp.agents import register_agents
+from streamapp.alerts import register_alerts
 from streamapp.cluster import Cluster
 from streamapp.dashboard import register_dashboard
 from streamapp.errors import ServiceUnreachable, UnreachableExit
@@ -151,6 +152,7 @@ def create_app(settings: Settings) -> StreamApp:
         sequencer,
     )
     register_views(app)
+    register_alerts(app, app.parts)
     register_dashboard(app)
     register_metrics(app)
     register_not_found(app)

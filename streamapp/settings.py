@@ -136,6 +136,28 @@ class Settings(BaseSettings):
         2.0, gt=0, description="seconds a view waits for another worker's partitions"
     )
 
+    # -- spike alerts (see streamapp/alerts.py)
+    alerts_enabled: bool = Field(True, description="detect hate / negative-sentiment spikes")
+    alerts_topic: str = Field("streamapp-alerts", description="Kafka topic alerts go to")
+    alerts_index: str = Field("streamapp-alerts", description="Elasticsearch index of alerts")
+    alert_interval: float = Field(10.0, gt=0, description="seconds between spike checks")
+    alert_min_volume: int = Field(
+        20, ge=1, description="messages a window (and its baseline) needs before it can alert"
+    )
+    alert_factor: float = Field(
+        2.0, ge=1, description="alert when the rate reaches this multiple of the baseline"
+    )
+    alert_min_rate: float = Field(
+        0.2, ge=0, le=1, description="... and at least this share of the window's messages"
+    )
+    alert_baseline_windows: int = Field(
+        10, ge=1, description="tumbling windows before the newest that form the baseline"
+    )
+    alert_webhook_url: str | None = Field(
+        None, description="POST each alert here as JSON (retried with backoff); unset: none"
+    )
+    alert_webhook_attempts: int = Field(5, ge=1, description="tries per alert POST")
+
     @field_validator("tweets_topic", "news_topic", "dead_letter_topic")
     @classmethod
     def _topic_name(cls, value: str) -> str:

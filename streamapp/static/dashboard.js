@@ -446,6 +446,31 @@ function renderRecent(result, ids = { table: "recent-hateful", caption: "recent-
   $(ids.empty).hidden = result.body.items.length > 0;
 }
 
+function renderAlerts(result) {
+  if (result.status !== 200 || !result.body) {
+    $("alerts-caption").textContent =
+      `Cannot list alerts: ${result.body?.error || `HTTP ${result.status}`}.`;
+    return;
+  }
+  $("alerts-caption").textContent = "Hate and negative-sentiment spikes, newest first.";
+  const list = h("ul", { id: "alerts-list" });
+  for (const a of result.body.items) {
+    const start = new Date(a.window_start);
+    list.append(
+      h(
+        "li",
+        { "data-id": a.id, "data-kind": a.kind },
+        h("time", { datetime: a.window_start }, timeFormat.format(start)),
+        ` ${a.kind} on ${a.source}: ${Math.round(a.rate * 100)}% of ${a.volume} messages `
+          + `(baseline ${Math.round(a.baseline_rate * 100)}%)`,
+      ),
+    );
+  }
+  list.dataset.count = String(result.body.items.length);
+  $("alerts-list").replaceWith(list);
+  $("alerts-empty").hidden = result.body.items.length > 0;
+}
+
 function setupSearch() {
   $("search").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -549,12 +574,13 @@ async function refresh() {
   const seq = ++state.seq;
   const q = sourceQuery();
   try {
-    const [sentiment, hate, health, stats, recent] = await Promise.all([
+    const [sentiment, hate, health, stats, recent, alerts] = await Promise.all([
       getJSON(`../sentiment/?window=tumbling&limit=${WINDOW_SLOTS}${q}`),
       getJSON(`../hate/?window=tumbling&limit=${WINDOW_SLOTS}${q}`),
       getJSON("../health/"),
       getJSON("../stats/"),
       getJSON(`../recent/?hate=true&limit=${RECENT_LIMIT}${q}`),
+      getJSON("../alerts/?limit=10"),
     ]);
     if (seq !== state.seq) return;
     for (const [name, r] of [
@@ -569,6 +595,7 @@ async function refresh() {
     renderTotals(sentiment.body, hate.body);
     renderCharts(sentiment.body, hate.body);
     renderRecent(recent);
+    renderAlerts(alerts);
     renderHealth(health, stats);
     markUpdated();
   } catch (err) {
