@@ -34,12 +34,11 @@ from faust.types import AppT
 from faust.web import Request, Response, View
 from mode import Service
 
-from streamapp.cluster import decode_items, union
 from streamapp.counting import HATEFUL_LABEL, MESSAGES_LABEL, Window, summarise
+from streamapp.views import cluster_items, redirect_to
 
 if TYPE_CHECKING:
     from streamapp.factory import WorkerParts
-    from streamapp.tables import WindowedCounter
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +177,9 @@ class Alerts(Service):
             ("hate", tables.hate["tumbling"]),
             ("negative", tables.sentiment["tumbling"]),
         ):
-            windows = summarise(await self._cluster_items(counter, kind))
+            path = "/hate/" if kind == "hate" else "/sentiment/"
+            items, _ = await cluster_items(self.parts, counter, path)
+            windows = summarise(items)
             found += detect(kind, windows, self.rules, float(counter.window.size), now)
         new = [alert for alert in found if await self._record(alert)]
         for alert in new:
@@ -196,12 +197,6 @@ class Alerts(Service):
             if self.parts.settings.alert_webhook_url and not self._webhook.full():
                 self._webhook.put_nowait(doc)
         return new
-
-    async def _cluster_items(self, counter: WindowedCounter, kind: str) -> list[Any]:
-        path = "/hate/" if kind == "hate" else "/sentiment/"
-        gathered = await self.parts.cluster.gather(path, {"window": "tumbling"})
-        others = (decode_items(b.get("items", [])) for b in gathered.bodies.values())
-        return union(list(counter.items()), *others)
 
     async def _record(self, alert: Alert) -> bool:
         """Index the alert under its id; False if it was there already (published before)."""
@@ -281,8 +276,6 @@ class AlertsView(View):
 
 
 def register_alerts(app: AppT, parts: WorkerParts) -> Alerts | None:
-    from streamapp.views import redirect_to
-
     app.page("/alerts/")(AlertsView)
     app.page("/alerts")(redirect_to("/alerts/"))
     if not parts.settings.alerts_enabled:

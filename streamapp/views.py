@@ -148,14 +148,10 @@ class _WindowView(View):
             counter = pick_counter(self.counters(), query)
         except BadRequest as exc:
             return self.json({"error": str(exc)}, status=400)
-        local = list(counter.items())
         mine = parts.cluster.local_partitions(counter.changelog_topic)
         if scope == "local":
-            return self.json({"items": encode_items(local), "partitions": mine})
-        gathered = await parts.cluster.gather(
-            request.rel_url.path, {k: v for k, v in query.items() if k == "window"}
-        )
-        items = union(local, *(decode_items(b.get("items", [])) for b in gathered.bodies.values()))
+            return self.json({"items": encode_items(counter.items()), "partitions": mine})
+        items, gathered = await cluster_items(parts, counter, request.rel_url.path)
         covered = set(mine).union(*(b.get("partitions", []) for b in gathered.bodies.values()))
         try:
             body = window_report(counter, query, time.time(), items)
@@ -163,6 +159,16 @@ class _WindowView(View):
             return self.json({"error": str(exc)}, status=400)
         body.update(cluster_fields(parts, gathered, covered))
         return self.json(body)
+
+
+async def cluster_items(
+    parts: WorkerParts, counter: WindowedCounter, path: str
+) -> tuple[list[Item], Gathered]:
+    """`counter`'s items over every worker: this one's, and the others' from `path` (the
+    view serving that counter), each (key, window) once."""
+    gathered = await parts.cluster.gather(path, {"window": counter.kind})
+    others = (decode_items(b.get("items", [])) for b in gathered.bodies.values())
+    return union(list(counter.items()), *others), gathered
 
 
 def cluster_fields(parts: WorkerParts, gathered: Gathered, covered: set[int]) -> dict[str, Any]:
