@@ -18,6 +18,7 @@ from devstack.config import DevstackConfig
 from devstack.elasticsearch import ElasticsearchService
 from devstack.kafka import KafkaService
 from streamapp.settings import Settings, load_settings
+from streamapp.sinks.elasticsearch import ElasticsearchSink
 from streamapp.sources.output import KafkaOutput
 from streamapp.topics import ensure_topics
 
@@ -119,3 +120,22 @@ def worker_factory(namespace: Namespace, request: pytest.FixtureRequest) -> Iter
         if failed:
             w.dump_tasks()  # into its log under test-artifacts/, to see where it was stuck
         w.stop()
+
+
+@pytest.fixture
+async def es_sink(app_settings: Settings) -> AsyncIterator[ElasticsearchSink]:
+    """The sink of this test's settings, its indices and aliases created; afterwards every
+    index behind the aliases (`<alias>-v*`, re-classified copies included) and the index
+    templates are deleted."""
+    sink = ElasticsearchSink(app_settings)
+    await sink.setup()
+    try:
+        yield sink
+    finally:
+        client = sink.client
+        for alias in (app_settings.tweets_index, app_settings.news_index):
+            names = list((await client.indices.get(index=f"{alias}-v*")).body)
+            if names:
+                await client.indices.delete(index=",".join(names), ignore_unavailable=True)
+            await client.options(ignore_status=404).indices.delete_index_template(name=alias)
+        await sink.close()

@@ -9,7 +9,6 @@ import json
 from typing import Any
 
 import pytest
-from helpers import Namespace
 
 from streamapp.kibana.objects import (
     DEFAULT_NEWS_INDEX,
@@ -22,9 +21,9 @@ from streamapp.kibana.objects import (
     load_objects,
     rewrite_index_names,
 )
-from streamapp.settings import load_settings
+from streamapp.settings import Settings
 from streamapp.sinks.elasticsearch import ElasticsearchSink
-from streamapp.sinks.mappings import NEWS_PROPERTIES, TWEET_PROPERTIES, concrete_index
+from streamapp.sinks.mappings import NEWS_PROPERTIES, TWEET_PROPERTIES
 
 OBJECTS = load_objects()
 
@@ -158,34 +157,22 @@ def test_checker_reports_a_mapping_change(
 
 
 @pytest.mark.integration
-async def test_fields_exist_in_the_mapping_the_sink_creates(namespace: Namespace) -> None:
-    env = namespace.env
-    settings = load_settings(
-        tweets_index=env["STREAMAPP_TWEETS_INDEX"],
-        news_index=env["STREAMAPP_NEWS_INDEX"],
-        elasticsearch_url=env["STREAMAPP_ELASTICSEARCH_URL"],
-    )
-    sink = ElasticsearchSink(settings)
-    aliases = (settings.tweets_index, settings.news_index)
-    try:
-        await sink.setup()
-        mappings = {}
-        for alias in aliases:
-            resp = (await sink.client.indices.get_mapping(index=alias)).body
-            fields: dict[str, str] = {}
-            for index in resp.values():  # keyed by the concrete index behind the alias
-                fields.update(flatten_mapping(index["mappings"]["properties"]))
-            mappings[alias] = fields
-        objects = rewrite_index_names(OBJECTS, settings.tweets_index, settings.news_index)
-        assert check_fields(objects, mappings) == []
-        # The declared mappings say the same as the live ones (so the unit checks above are
-        # about the real thing).
-        assert mappings == {
-            settings.tweets_index: declared_mappings()[DEFAULT_TWEETS_INDEX],
-            settings.news_index: declared_mappings()[DEFAULT_NEWS_INDEX],
-        }
-    finally:
-        for alias in aliases:
-            await sink.client.indices.delete(index=concrete_index(alias), ignore_unavailable=True)
-            await sink.client.options(ignore_status=404).indices.delete_index_template(name=alias)
-        await sink.close()
+async def test_fields_exist_in_the_mapping_the_sink_creates(
+    app_settings: Settings, es_sink: ElasticsearchSink
+) -> None:
+    settings = app_settings
+    mappings = {}
+    for alias in (settings.tweets_index, settings.news_index):
+        resp = (await es_sink.client.indices.get_mapping(index=alias)).body
+        fields: dict[str, str] = {}
+        for index in resp.values():  # keyed by the concrete index behind the alias
+            fields.update(flatten_mapping(index["mappings"]["properties"]))
+        mappings[alias] = fields
+    objects = rewrite_index_names(OBJECTS, settings.tweets_index, settings.news_index)
+    assert check_fields(objects, mappings) == []
+    # The declared mappings say the same as the live ones (so the unit checks above are
+    # about the real thing).
+    assert mappings == {
+        settings.tweets_index: declared_mappings()[DEFAULT_TWEETS_INDEX],
+        settings.news_index: declared_mappings()[DEFAULT_NEWS_INDEX],
+    }

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Namespace
 
 from streamapp.reclassify import reclassify
-from streamapp.settings import load_settings
+from streamapp.settings import Settings
 from streamapp.sinks.elasticsearch import ElasticsearchSink
 
 TEXTS = ["I love this, what a wonderful day", "the worst service ever, I hate it"]
@@ -38,18 +37,11 @@ def doc(i: int, **fields: Any) -> dict[str, Any]:
 
 @pytest.mark.integration
 async def test_reclassify_a_range_resumably_while_writes_go_on(
-    namespace: Namespace, tmp_path: Path
+    app_settings: Settings, es_sink: ElasticsearchSink, tmp_path: Path
 ) -> None:
-    env = namespace.env
-    settings = load_settings(
-        tweets_index=env["STREAMAPP_TWEETS_INDEX"],
-        news_index=env["STREAMAPP_NEWS_INDEX"],
-        elasticsearch_url=env["STREAMAPP_ELASTICSEARCH_URL"],
-        data_dir=str(tmp_path / "data"),
-    )
+    settings = app_settings
     alias = settings.tweets_index
-    sink = ElasticsearchSink(settings)
-    es = sink.client
+    es = es_sink.client
     state = tmp_path / "state.json"
     out = io.StringIO()
 
@@ -59,50 +51,44 @@ async def test_reclassify_a_range_resumably_while_writes_go_on(
             progress=out, **kw,
         )  # fmt: skip
 
-    try:
-        await sink.setup()
-        (source,) = (await es.indices.get_alias(name=alias)).body
-        assert await sink.write(alias, [(d["id"], d) for d in map(doc, range(30))]) == []
-        await es.indices.refresh(index=alias)
+    (source,) = (await es.indices.get_alias(name=alias)).body
+    assert await es_sink.write(alias, [(d["id"], d) for d in map(doc, range(30))]) == []
+    await es.indices.refresh(index=alias)
 
-        # Interrupted after two batches: 14 copied, nothing switched yet.
-        s = await run(2, since="2026-12-01T10:10:00Z", until="2026-12-01T10:25:00Z")
-        assert (s.phase, s.copied, s.source) == ("copy", 14, source)
-        assert s.target.startswith(f"{alias}-v1-r") and list(
-            (await es.indices.get_alias(name=alias)).body
-        ) == [source]
-        # The worker goes on writing to the alias meanwhile.
-        assert await sink.write(alias, [("d30", doc(30))]) == []
-        await es.indices.refresh(index=alias)
+    # Interrupted after two batches: 14 copied, nothing switched yet.
+    s = await run(2, since="2026-12-01T10:10:00Z", until="2026-12-01T10:25:00Z")
+    assert (s.phase, s.copied, s.source) == ("copy", 14, source)
+    assert s.target.startswith(f"{alias}-v1-r") and list(
+        (await es.indices.get_alias(name=alias)).body
+    ) == [source]
+    # The worker goes on writing to the alias meanwhile.
+    assert await es_sink.write(alias, [("d30", doc(30))]) == []
+    await es.indices.refresh(index=alias)
 
-        # Resumed (same range, from the state file): the rest, then the alias moves.
-        s = await run(4)
-        assert s.phase == "catch-up" and s.copied == 31
-        assert list((await es.indices.get_alias(name=alias)).body) == [s.target]
-        # A write that reached the old index just before the switch, and one the worker
-        # made to the new index after it, of a document the old index also holds.
-        late = doc(40, id="late")
-        await es.index(index=source, id="late", document=late)
-        await es.index(index=source, id="late2", document=doc(41, id="late2"))
-        await sink.write(alias, [("late2", doc(41, id="late2", classifier_version="worker"))])
+    # Resumed (same range, from the state file): the rest, then the alias moves.
+    s = await run(4)
+    assert s.phase == "catch-up" and s.copied == 31
+    assert list((await es.indices.get_alias(name=alias)).body) == [s.target]
+    # A write that reached the old index just before the switch, and one the worker
+    # made to the new index after it, of a document the old index also holds.
+    late = doc(40, id="late")
+    await es.index(index=source, id="late", document=late)
+    await es.index(index=source, id="late2", document=doc(41, id="late2"))
+    await es_sink.write(alias, [("late2", doc(41, id="late2", classifier_version="worker"))])
 
-        s = await run(None)
-        assert s.phase == "done" and s.reclassified == 15
-        await es.indices.refresh(index=s.target)
-        hits = (await es.search(index=alias, size=100))["hits"]["hits"]
-        got = {h["_source"]["id"]: h["_source"] for h in hits}
-        assert len(got) == 33 and {h["_index"] for h in hits} == {s.target}
-        for i in range(31):
-            d = got[f"d{i}"]
-            if 10 <= i < 25:  # re-classified by today's model
-                assert d["classifier_version"] != "old-model", d
-                assert d["sentiment_label"] == ("positive" if i % 2 == 0 else "negative")
-            else:  # copied as they were
-                assert d == doc(i)
-        assert got["late"]["classifier_version"] == "old-model"
-        assert got["late2"]["classifier_version"] == "worker"  # not overwritten
-        assert "copied" in out.getvalue() and "now points at" in out.getvalue()
-    finally:
-        await es.indices.delete(index=f"{alias}-v*", ignore_unavailable=True)
-        await es.options(ignore_status=404).indices.delete_index_template(name=alias)
-        await sink.close()
+    s = await run(None)
+    assert s.phase == "done" and s.reclassified == 15
+    await es.indices.refresh(index=s.target)
+    hits = (await es.search(index=alias, size=100))["hits"]["hits"]
+    got = {h["_source"]["id"]: h["_source"] for h in hits}
+    assert len(got) == 33 and {h["_index"] for h in hits} == {s.target}
+    for i in range(31):
+        d = got[f"d{i}"]
+        if 10 <= i < 25:  # re-classified by today's model
+            assert d["classifier_version"] != "old-model", d
+            assert d["sentiment_label"] == ("positive" if i % 2 == 0 else "negative")
+        else:  # copied as they were
+            assert d == doc(i)
+    assert got["late"]["classifier_version"] == "old-model"
+    assert got["late2"]["classifier_version"] == "worker"  # not overwritten
+    assert "copied" in out.getvalue() and "now points at" in out.getvalue()

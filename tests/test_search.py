@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import Namespace
 
 from streamapp.dashboard import parse_recent_query, recent_search
-from streamapp.settings import load_settings
-from streamapp.sinks.elasticsearch import ElasticsearchSink, concrete_index
+from streamapp.settings import Settings
+from streamapp.sinks.elasticsearch import ElasticsearchSink
 
 
 def doc(i: int, text: str, **fields: Any) -> dict[str, Any]:
@@ -39,50 +38,39 @@ DOCS = [
 
 
 @pytest.mark.integration
-async def test_search_by_text_term_language_sentiment_time_and_page(namespace: Namespace) -> None:
-    env = namespace.env
-    settings = load_settings(
-        tweets_index=env["STREAMAPP_TWEETS_INDEX"],
-        news_index=env["STREAMAPP_NEWS_INDEX"],
-        elasticsearch_url=env["STREAMAPP_ELASTICSEARCH_URL"],
-    )
-    sink = ElasticsearchSink(settings)
+async def test_search_by_text_term_language_sentiment_time_and_page(
+    app_settings: Settings, es_sink: ElasticsearchSink
+) -> None:
+    settings, client = app_settings, es_sink.client
     aliases = [settings.tweets_index, settings.news_index]
-    try:
-        await sink.setup()
-        assert await sink.write(settings.tweets_index, [(d["id"], d) for d in DOCS]) == []
-        await sink.client.indices.refresh(index=settings.tweets_index)
+    assert await es_sink.write(settings.tweets_index, [(d["id"], d) for d in DOCS]) == []
+    await client.indices.refresh(index=settings.tweets_index)
 
-        async def ids(**query: str) -> list[str]:
-            body = recent_search(parse_recent_query(query), aliases)
-            resp = await sink.client.search(**body)
-            assert resp["timed_out"] is False
-            return [hit["_source"]["id"] for hit in resp["hits"]["hits"]]
+    async def ids(**query: str) -> list[str]:
+        body = recent_search(parse_recent_query(query), aliases)
+        resp = await client.search(**body)
+        assert resp["timed_out"] is False
+        return [hit["_source"]["id"] for hit in resp["hits"]["hits"]]
 
-        assert await ids() == ["d5", "d4", "d3", "d2", "d1", "d0"]  # newest first
-        # Words, case-insensitively, all of them (not "élections": another word).
-        assert await ids(q="Election") == ["d5", "d1", "d0"]
-        assert await ids(q="election night") == ["d1"]
-        assert await ids(q='"unbalanced quote') == []  # user syntax never fails
-        assert await ids(term="election") == ["d5", "d2", "d1"]
-        assert await ids(term="election", lang="fr") == ["d2"]
-        assert await ids(q="election", sentiment="negative") == ["d5", "d1"]
-        assert await ids(hate="true") == ["d3"]
-        assert await ids(source="bluesky") == ["d2"]
-        # [from, to): 10:01 included, 10:04 not.
-        assert await ids(**{"from": "2026-12-01T10:01:00Z", "to": "2026-12-01T10:04:00Z"}) == [
-            "d3",
-            "d2",
-            "d1",
-        ]
-        assert await ids(limit="2") == ["d5", "d4"]
-        assert await ids(limit="2", page="2") == ["d3", "d2"]
-        assert await ids(limit="2", page="4") == []
-        body = recent_search(parse_recent_query({"q": "election"}), aliases)
-        total = (await sink.client.search(**body))["hits"]["total"]
-        assert total == {"value": 3, "relation": "eq"}
-    finally:
-        for alias in aliases:
-            await sink.client.indices.delete(index=concrete_index(alias), ignore_unavailable=True)
-            await sink.client.options(ignore_status=404).indices.delete_index_template(name=alias)
-        await sink.close()
+    assert await ids() == ["d5", "d4", "d3", "d2", "d1", "d0"]  # newest first
+    # Words, case-insensitively, all of them (not "élections": another word).
+    assert await ids(q="Election") == ["d5", "d1", "d0"]
+    assert await ids(q="election night") == ["d1"]
+    assert await ids(q='"unbalanced quote') == []  # user syntax never fails
+    assert await ids(term="election") == ["d5", "d2", "d1"]
+    assert await ids(term="election", lang="fr") == ["d2"]
+    assert await ids(q="election", sentiment="negative") == ["d5", "d1"]
+    assert await ids(hate="true") == ["d3"]
+    assert await ids(source="bluesky") == ["d2"]
+    # [from, to): 10:01 included, 10:04 not.
+    assert await ids(**{"from": "2026-12-01T10:01:00Z", "to": "2026-12-01T10:04:00Z"}) == [
+        "d3",
+        "d2",
+        "d1",
+    ]
+    assert await ids(limit="2") == ["d5", "d4"]
+    assert await ids(limit="2", page="2") == ["d3", "d2"]
+    assert await ids(limit="2", page="4") == []
+    body = recent_search(parse_recent_query({"q": "election"}), aliases)
+    total = (await client.search(**body))["hits"]["total"]
+    assert total == {"value": 3, "relation": "eq"}
