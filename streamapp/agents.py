@@ -37,6 +37,7 @@ def register_agents(
         # `noack_take` is on Faust's Stream, not on its StreamT interface.
         take = stream.noack_take  # type: ignore[attr-defined]
         async for events in take(settings.batch_size, within=settings.batch_timeout):
+            await sequencer.prepare(events)
             admitted = sequencer.admit(events)
             if admitted.process and not await runtime.unless_abandoned(
                 pipeline.process(admitted.process)

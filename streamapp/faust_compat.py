@@ -18,7 +18,7 @@ that renames one fails there rather than in production.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -55,6 +55,9 @@ class ConsumerPositions:
         """The offset committed for `tp` (the next one to deliver), None if none yet."""
         offset: int | None = self.app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
         return offset
+
+    async def earliest(self, tps: Sequence[TP]) -> Mapping[TP, int]:
+        return await self.app.consumer.earliest_offsets(*tps)
 
     def forget(self, message: Message) -> None:
         """Stop waiting for `message` to be acked: it will be delivered again."""

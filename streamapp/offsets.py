@@ -8,7 +8,9 @@ commits only a contiguous run of acked offsets, the partition would then never c
 again, and the skipped messages would never be processed.
 
 The sequencer knows the next offset each partition must deliver (initially the committed
-offset) and sorts every incoming event:
+offset; with none committed, the partition's first offset, which is where Faust's "earliest"
+reset starts it: the skip happens there too, and taking the stream as it came lost the
+skipped messages in one SIGKILL restart in three) and sorts every incoming event:
 
 * offset == expected: processed, in order (which the tables' offset watermarks rely on);
 * offset <  expected: already processed (a re-seek delivered it again): acked, not redone;
@@ -45,6 +47,11 @@ class ConsumerView(Protocol):
 
     def committed(self, tp: TP) -> int | None: ...
 
+    async def earliest(self, tps: Sequence[TP]) -> Mapping[TP, int]:
+        """The first offset each partition holds (where a partition with no committed
+        offset is read from)."""
+        ...
+
     def forget(self, message: Message) -> None: ...
 
     async def seek(self, offsets: Mapping[TP, int]) -> None: ...
@@ -76,17 +83,38 @@ class OffsetSequencer:
     released: int = 0
     gaps_accepted: int = 0
     _expected: dict[TP, int] = field(default_factory=dict)
+    #: First offsets of partitions with nothing committed, read by `prepare`.
+    _earliest: dict[TP, int] = field(default_factory=dict)
     _generation: int | None = None
     _repairs: dict[TP, _Repair] = field(default_factory=dict)
+
+    async def prepare(self, events: Sequence[EventT]) -> None:
+        """Before `admit`: read the first offset of each partition in `events` that has
+        nothing committed and no expected offset yet (one request per new partition)."""
+        self._check_generation()
+        consumer = self.consumer
+        missing = {
+            e.message.tp
+            for e in events
+            if e.message.tp not in self._expected
+            and e.message.tp not in self._earliest
+            and consumer.committed(e.message.tp) is None
+        }
+        if missing:
+            self._earliest.update(await consumer.earliest(sorted(missing)))
+
+    def _check_generation(self) -> None:
+        if self._generation != self.consumer.generation:
+            # New assignment: whatever we knew may be stale; start from the committed offsets.
+            self._generation = self.consumer.generation
+            self._expected.clear()
+            self._repairs.clear()
+            self._earliest.clear()
 
     def admit(self, events: Sequence[EventT]) -> Admission:
         """Sort a batch into events to process, duplicates to ack, and events to release."""
         consumer = self.consumer
-        if self._generation != consumer.generation:
-            # New assignment: whatever we knew may be stale; start from the committed offsets.
-            self._generation = consumer.generation
-            self._expected.clear()
-            self._repairs.clear()
+        self._check_generation()
         out = Admission()
         now = time.monotonic()
         for event in events:
@@ -95,8 +123,8 @@ class OffsetSequencer:
             expected = self._expected.get(tp)
             if expected is None:
                 expected = consumer.committed(tp)
-                if expected is None:  # nothing committed yet: take the stream as it comes
-                    expected = offset
+                if expected is None:  # nothing committed: from the partition's start
+                    expected = self._earliest.get(tp, offset)
             if offset < expected:
                 out.duplicates.append(event)
                 continue

@@ -92,7 +92,7 @@ def test_consumer_positions_read_and_change_the_real_consumer(app: StreamApp) ->
     positions.forget(msg)
     assert msg not in consumer._unacked_messages  # type: ignore[attr-defined]
     assert isinstance(positions.generation, int) and positions.rebalancing is False
-    assert callable(consumer.seek_wait)
+    assert callable(consumer.seek_wait) and callable(consumer.earliest_offsets)
 
 
 def test_record_fields_and_defaults() -> None:

@@ -33,8 +33,15 @@ class FakeConsumer:
     generation: int = 1
     rebalancing: bool = False
 
+    earliest_offsets: dict[TP, int] = field(default_factory=dict)
+    earliest_requests: list[list[TP]] = field(default_factory=list)
+
     def committed(self, tp: TP) -> int | None:
         return self.committed_offsets.get(tp)
+
+    async def earliest(self, tps: Any) -> Mapping[TP, int]:
+        self.earliest_requests.append(list(tps))
+        return {tp: self.earliest_offsets.get(tp, 0) for tp in tps}
 
     def forget(self, message: Any) -> None:
         self.in_flight.discard(message)
@@ -118,7 +125,20 @@ async def test_no_seek_while_rebalancing_and_state_resets_on_new_generation() ->
     assert offsets(out.process) == [20, 21]
 
 
-async def test_nothing_committed_yet_takes_the_stream_as_it_comes() -> None:
-    seq, _, _ = make({})
-    out = seq.admit(events(TP0, [7, 8]))
-    assert offsets(out.process) == [7, 8]
+async def test_nothing_committed_yet_starts_from_the_partitions_first_offset() -> None:
+    seq, consumer, _ = make({})
+    consumer.earliest_offsets = {TP0: 7, TP1: 0}
+    first = events(TP0, [7, 8])
+    await seq.prepare(first)
+    assert offsets(seq.admit(first).process) == [7, 8]
+    # The #596 skip on a partition that never committed: its first 5 never came.
+    skipped = events(TP1, [5, 6])
+    await seq.prepare(skipped)
+    out = seq.admit(skipped)
+    assert out.process == [] and offsets(out.released) == [5, 6]
+    await seq.repair()
+    assert consumer.seeks == [{TP1: 0}]
+    assert offsets(seq.admit(events(TP1, [0, 1, 2])).process) == [0, 1, 2]
+    # One request per partition, not per batch.
+    await seq.prepare(events(TP0, [9]) + events(TP1, [3]))
+    assert consumer.earliest_requests == [[TP0], [TP1]]
