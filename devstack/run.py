@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             # A demo that stays live: the sample again and again, so the windows keep filling.
             demo_log = cfg.run_dir / "demo.log"
             demo = subprocess.Popen(
-                [*replay, "--loop", "--rate", str(args.demo_rate)],
+                [*replay, "--repeat", "--rate", str(args.demo_rate)],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=open(demo_log, "ab"),  # noqa: SIM115 - lives as long as the demo

@@ -110,7 +110,7 @@ def test_a_second_checkout_gets_its_own_services_and_sigterm_stops_everything(
     assert proc.returncode == 0, text
     assert "stopping (SIGTERM)" in text
     assert "the bundled sample in a loop at 10 msg/s" in text
-    demo = subprocess.run(["pgrep", "-f", "replay --restamp --loop"], capture_output=True)
+    demo = subprocess.run(["pgrep", "-f", "replay --restamp --repeat"], capture_output=True)
     assert demo.returncode == 1, "the looping demo was left running"
     assert not port_open("127.0.0.1", kafka_port), "kafka left running"
     assert not port_open("127.0.0.1", es_port), "elasticsearch left running"

@@ -1,7 +1,7 @@
 """Replay JSONL or CSV files of posts or articles into the input topics.
 
     python -m streamapp.sources replay FILE [FILE...] [--kind tweets|news] [--rate N] [--restamp]
-                                       [--loop]
+                                       [--repeat]
 
 JSONL: one JSON object per line (a Tweet or NewsArticle record, or a raw NewsAPI article).
 CSV: a header row naming the record fields (`id,text,created_at,...`; list fields such as
@@ -296,15 +296,17 @@ def main(argv: list[str] | None = None) -> int:
         "--rate", type=float, help="messages per second (default: as fast as possible)"
     )
     parser.add_argument("--restamp", action="store_true", help="set the timestamps to now")
+    # Not `--loop`: importing Faust reads `--loop`/`-L` from sys.argv, whatever the command,
+    # and takes the next argument as the name of an event loop to install.
     parser.add_argument(
-        "--loop",
+        "--repeat",
         action="store_true",
         help="send the files again and again until stopped, with new ids each pass "
         "(needs --rate; with --restamp, a demo that keeps the dashboard's windows filling)",
     )
     args = parser.parse_args(argv)
-    if args.loop and not args.rate:
-        parser.error("--loop needs --rate (messages per second)")
+    if args.repeat and not args.rate:
+        parser.error("--repeat needs --rate (messages per second)")
     files = args.files or sample_files()
     for path in files:
         if not path.is_file():
@@ -319,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                 rate=args.rate,
                 restamp=args.restamp,
                 max_bytes=load_settings().max_message_bytes,
-                loop=args.loop,
+                loop=args.repeat,
             )
         )
         return made[0]
