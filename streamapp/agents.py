@@ -48,6 +48,7 @@ def register_agents(
                 return
             for event in (*admitted.process, *admitted.duplicates):
                 await stream.ack(event)
+            sequencer.done(events)
 
     for kind, topic in inputs.items():
         # Names stay as they were when the agents were module functions: they name the

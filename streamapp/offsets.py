@@ -19,21 +19,31 @@ skipped messages in one SIGKILL restart in three) and sorts every incoming event
   expected offset still does not arrive after a few seeks, the gap is real (compaction,
   transaction markers, retention) and is accepted with a warning.
 
+A watchdog covers what sorting cannot see: a partition that stops delivering altogether
+while messages wait in it (seen about once in ten scale-out runs, after a #596 repair during
+a rebalance). When a partition has lag, no batch of it is in progress and nothing of it has
+arrived for `stall_seconds`, it is sought back to its expected offset.
+
 It reads the consumer through `ConsumerView`; `faust_compat.ConsumerPositions` implements it
 over Faust's private consumer state.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from aiokafka.errors import KafkaError
 from faust.types import TP, EventT, Message
 
 log = logging.getLogger(__name__)
+
+#: Seconds `prepare` waits for a partition's first offset.
+EARLIEST_TIMEOUT = 10.0
 
 
 class ConsumerView(Protocol):
@@ -53,6 +63,10 @@ class ConsumerView(Protocol):
         ...
 
     def forget(self, message: Message) -> None: ...
+
+    def highwater(self, tp: TP) -> int | None:
+        """The partition's end offset as of the last fetch (None before one)."""
+        ...
 
     async def seek(self, offsets: Mapping[TP, int]) -> None: ...
 
@@ -78,6 +92,9 @@ class OffsetSequencer:
     retry_seconds: float = 3.0
     #: Seeks per gap before it is accepted as real (compaction, transaction markers).
     max_seeks: int = 3
+    #: Seconds a partition with waiting messages may deliver nothing before it is sought.
+    stall_seconds: float = 30.0
+    stall_seeks: int = 0
     seeks: int = 0
     duplicates: int = 0
     released: int = 0
@@ -87,6 +104,9 @@ class OffsetSequencer:
     _earliest: dict[TP, int] = field(default_factory=dict)
     _generation: int | None = None
     _repairs: dict[TP, _Repair] = field(default_factory=dict)
+    #: When each partition last delivered something, and those with a batch in progress.
+    _last_progress: dict[TP, float] = field(default_factory=dict)
+    _in_flight: set[TP] = field(default_factory=set)
 
     async def prepare(self, events: Sequence[EventT]) -> None:
         """Before `admit`: read the first offset of each partition in `events` that has
@@ -100,8 +120,26 @@ class OffsetSequencer:
             and e.message.tp not in self._earliest
             and consumer.committed(e.message.tp) is None
         }
-        if missing:
-            self._earliest.update(await consumer.earliest(sorted(missing)))
+        if not missing:
+            return
+        try:
+            # Bounded: this goes through Faust's consumer thread, which a rebalance can keep
+            # busy; a stalled agent would be worse than the old behaviour below.
+            found = await asyncio.wait_for(consumer.earliest(sorted(missing)), EARLIEST_TIMEOUT)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning(
+                "could not read the first offsets of %s (%s); taking their streams as they "
+                "come this time",
+                sorted(f"{tp.topic}[{tp.partition}]" for tp in missing),
+                type(exc).__name__,
+            )
+            return
+        log.info(
+            "nothing committed yet for %s: reading from %s",
+            ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(found)),
+            ", ".join(str(found[tp]) for tp in sorted(found)),
+        )
+        self._earliest.update(found)
 
     def _check_generation(self) -> None:
         if self._generation != self.consumer.generation:
@@ -110,6 +148,8 @@ class OffsetSequencer:
             self._expected.clear()
             self._repairs.clear()
             self._earliest.clear()
+            self._last_progress.clear()
+            self._in_flight.clear()
 
     def admit(self, events: Sequence[EventT]) -> Admission:
         """Sort a batch into events to process, duplicates to ack, and events to release."""
@@ -127,6 +167,7 @@ class OffsetSequencer:
                     expected = self._earliest.get(tp, offset)
             if offset < expected:
                 out.duplicates.append(event)
+                self._last_progress[tp] = now
                 continue
             if offset > expected:
                 repair = self._repairs.get(tp)
@@ -159,6 +200,8 @@ class OffsetSequencer:
                 )
             self._repairs.pop(tp, None)
             self._expected[tp] = offset + 1
+            self._last_progress[tp] = now
+            self._in_flight.add(tp)
             out.process.append(event)
         for event in out.released:
             # Faust would wait for these at the next rebalance; they will be delivered again.
@@ -173,9 +216,10 @@ class OffsetSequencer:
         Not done inside `admit`: until recovery has finished, Faust may still clear the
         stream queues (`FlowControlEvent.resume`), which would drop the re-read records again.
         """
-        if self.consumer.rebalancing or not self._repairs:
+        if self.consumer.rebalancing:
             return
         now = time.monotonic()
+        await self._unstall(now)
         due = {
             tp: r
             for tp, r in self._repairs.items()
@@ -189,11 +233,46 @@ class OffsetSequencer:
             r.seeks += 1
         self.seeks += len(due)
 
+    async def _unstall(self, now: float) -> None:
+        """The watchdog (see the module docstring)."""
+        stalled: dict[TP, int] = {}
+        for tp, expected in self._expected.items():
+            if tp in self._repairs or tp in self._in_flight:
+                continue
+            if now - self._last_progress.get(tp, now) <= self.stall_seconds:
+                continue
+            end = self.consumer.highwater(tp)
+            if end is not None and end > expected:
+                stalled[tp] = expected
+        if not stalled:
+            return
+        for tp, expected in stalled.items():
+            log.warning(
+                "%s[%d] delivered nothing for %.0fs with %d messages waiting; reading it "
+                "again from offset %d",
+                tp.topic,
+                tp.partition,
+                now - self._last_progress[tp],
+                (self.consumer.highwater(tp) or expected) - expected,
+                expected,
+            )
+            self._last_progress[tp] = now  # the next try after another stall_seconds
+        await self.consumer.seek(stalled)
+        self.stall_seeks += len(stalled)
+
+    def done(self, events: Sequence[EventT]) -> None:
+        """The batch of `events` is finished (acked): its partitions are idle again."""
+        now = time.monotonic()
+        for event in events:
+            self._in_flight.discard(event.message.tp)
+            self._last_progress[event.message.tp] = now
+
     def release(self, events: Sequence[EventT]) -> None:
         """Give up on `events` unprocessed: they will be delivered again (after a restart
         or a new assignment), so Faust must not wait for their acks."""
         for event in events:
             self.consumer.forget(event.message)
+            self._in_flight.discard(event.message.tp)
         # Whatever comes next for these partitions starts from the committed offsets again.
         self._expected.clear()
         self._repairs.clear()
@@ -209,4 +288,5 @@ class OffsetSequencer:
             "released_for_redelivery": self.released,
             "gaps_accepted": self.gaps_accepted,
             "partitions_repairing": len(self._repairs),
+            "stalled_partitions_sought": self.stall_seeks,
         }

@@ -39,6 +39,11 @@ class FakeConsumer:
     def committed(self, tp: TP) -> int | None:
         return self.committed_offsets.get(tp)
 
+    highwaters: dict[TP, int] = field(default_factory=dict)
+
+    def highwater(self, tp: TP) -> int | None:
+        return self.highwaters.get(tp)
+
     async def earliest(self, tps: Any) -> Mapping[TP, int]:
         self.earliest_requests.append(list(tps))
         return {tp: self.earliest_offsets.get(tp, 0) for tp in tps}
@@ -142,3 +147,51 @@ async def test_nothing_committed_yet_starts_from_the_partitions_first_offset() -
     # One request per partition, not per batch.
     await seq.prepare(events(TP0, [9]) + events(TP1, [3]))
     assert consumer.earliest_requests == [[TP0], [TP1]]
+
+
+async def test_first_offsets_that_never_come_do_not_hold_the_agent(
+    monkeypatch: Any,
+) -> None:
+    import asyncio
+
+    import streamapp.offsets
+
+    seq, consumer, _ = make({})
+
+    async def stuck(tps: Any) -> Mapping[TP, int]:
+        await asyncio.sleep(60)
+        return {}
+
+    consumer.earliest = stuck  # type: ignore[method-assign]
+    monkeypatch.setattr(streamapp.offsets, "EARLIEST_TIMEOUT", 0.05)
+    batch = events(TP0, [7, 8])
+    await seq.prepare(batch)  # returns: the stream is then taken as it comes, as before
+    assert offsets(seq.admit(batch).process) == [7, 8]
+
+
+async def test_a_partition_that_stops_delivering_with_messages_waiting_is_read_again() -> None:
+    import asyncio
+
+    seq, consumer, _ = make({TP0: 0, TP1: 0})
+    seq.stall_seconds = 0.05
+    batch = events(TP0, range(5)) + events(TP1, range(3))
+    seq.admit(batch)
+    consumer.highwaters = {TP0: 10, TP1: 3}  # TP0: 5 waiting; TP1: all read
+    await asyncio.sleep(0.1)
+    await seq.repair()
+    assert consumer.seeks == [], "a batch in progress is not a stall"
+    seq.done(batch)
+    await seq.repair()
+    assert consumer.seeks == [], "just finished: not stalled yet"
+    await asyncio.sleep(0.1)
+    await seq.repair()
+    assert consumer.seeks == [{TP0: 5}] and seq.as_dict()["stalled_partitions_sought"] == 1
+    await seq.repair()
+    assert len(consumer.seeks) == 1, "one seek per stall_seconds, not one per check"
+    # Delivering again ends it.
+    seq.admit(events(TP0, [5, 6]))
+    seq.done(events(TP0, [5, 6]))
+    consumer.highwaters[TP0] = 7
+    await asyncio.sleep(0.1)
+    await seq.repair()
+    assert len(consumer.seeks) == 1
