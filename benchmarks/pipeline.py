@@ -56,6 +56,8 @@ from streamapp.classifiers import create_classifier
 
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
 
+BENCH_TERMS = "love,money,school,yankees,trash"
+
 
 def sample_texts() -> list[str]:
     path = resources.files("streamapp") / "data" / "sample_tweets.jsonl"
@@ -195,6 +197,8 @@ def workers(cfg: DevstackConfig, count: int, batch_size: int | None) -> Iterator
         "STREAMAPP_DEAD_LETTER_TOPIC": f"bench-deadletter-{tag}",
         "STREAMAPP_TWEETS_INDEX": f"bench-tweets-{tag}",
         "STREAMAPP_NEWS_INDEX": f"bench-news-{tag}",
+        # Every feature on: words of the sample as tracked terms (~1 tweet in 4 has one).
+        "STREAMAPP_TERMS": os.environ.get("STREAMAPP_TERMS", BENCH_TERMS),
         # The demo loop and sources are `make run`'s, not the worker's: nothing else runs.
     }
     if batch_size is not None:  # else the worker's default
@@ -444,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size or "worker default",
             "batch_timeout": os.environ.get("STREAMAPP_BATCH_TIMEOUT", "worker default"),
             "cpus": os.cpu_count(),
+            "terms": os.environ.get("STREAMAPP_TERMS", BENCH_TERMS),
         }
         rate = asyncio.run(classifier_rate(min(n, 20_000), 500))
         results["classifier_msgs_per_s"] = round(rate, 1)

@@ -22,6 +22,8 @@ from devstack.elasticsearch import ElasticsearchService
 from devstack.kafka import KafkaService
 from devstack.process import DevstackError, stop_pid
 
+DEMO_TERMS = "love,money,school,yankees"
+
 
 def _health(url: str) -> dict | None:
     try:
@@ -113,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         "STREAMAPP_ELASTICSEARCH_URL": os.environ.get(
             "STREAMAPP_ELASTICSEARCH_URL", cfg.elasticsearch_url
         ),
+        # Words of the bundled sample, so the dashboard's tracked-terms panel has something
+        # to compare; your own STREAMAPP_TERMS wins.
+        "STREAMAPP_TERMS": os.environ.get("STREAMAPP_TERMS", DEMO_TERMS),
     }
     data_dir = os.environ.get("STREAMAPP_DATA_DIR", str(cfg.run_dir / "worker-data"))
     first_port = int(env.get("STREAMAPP_WEB_PORT", "6066"))

@@ -3,13 +3,14 @@
 Every `STREAMAPP_ALERT_INTERVAL` seconds the leader worker reads the tumbling windows of the
 whole cluster (its own partitions and the other workers', as the views do) and, per source,
 compares the newest window's rate with the rate over the `STREAMAPP_ALERT_BASELINE_WINDOWS`
-windows before it (`detect`, pure and unit-tested). A window alerts when
+windows before it (`detect`, pure and unit-tested), for all its messages and for each tracked
+term's (`STREAMAPP_TERMS`) on its own. A window alerts when
 
 - it and its baseline each hold at least `STREAMAPP_ALERT_MIN_VOLUME` messages,
 - its rate is at least `STREAMAPP_ALERT_MIN_RATE` (a share of its messages), and
 - its rate is at least `STREAMAPP_ALERT_FACTOR` times the baseline's.
 
-Each alert is published once: its id is (kind, source, window), and creating the document of
+Each alert is published once: its id is (kind, source, term, window), and creating the document of
 that id in the alerts index decides it (a second check, or a second leader after a rebalance,
 finds it there). Then it goes to the alerts topic and, if `STREAMAPP_ALERT_WEBHOOK_URL` is
 set, is POSTed there as JSON by a task of its own, retried with backoff: a slow or failing
@@ -23,18 +24,18 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from elasticsearch import ApiError, ConflictError, TransportError
+from elasticsearch import ApiError, AsyncElasticsearch, ConflictError, TransportError
 from faust.types import AppT
 from faust.web import Request, Response, View
 from mode import Service
 
-from streamapp.counting import HATEFUL_LABEL, MESSAGES_LABEL, Window, summarise
+from streamapp.counting import HATEFUL_LABEL, MESSAGES_LABEL, Items, Window, summarise
 from streamapp.views import cluster_items, redirect_to
 
 if TYPE_CHECKING:
@@ -43,12 +44,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("hate", "negative")
-ALERTS_MAPPING = {
+ALERTS_MAPPING: dict[str, Any] = {
     "dynamic": "strict",
     "properties": {
         "id": {"type": "keyword"},
         "kind": {"type": "keyword"},
         "source": {"type": "keyword"},
+        "term": {"type": "keyword"},
         "window_start": {"type": "date"},
         "window_end": {"type": "date"},
         "count": {"type": "long"},
@@ -82,6 +84,7 @@ class Alert:
     baseline_rate: float
     baseline_volume: int
     detected_at: str
+    term: str | None = None  # the tracked term whose messages spiked; None: all messages
 
     def document(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,8 +116,10 @@ def detect(
     rules: AlertRules,
     window_size: float,
     now: float,
+    term: str | None = None,
 ) -> list[Alert]:
-    """Alerts for the newest window of each source (see the module's rules)."""
+    """Alerts for the newest window of each source (see the module's rules); `windows` are
+    the counts of `term`'s messages when it is given."""
     alerts = []
     for source, series in kind_counts(kind, windows).items():
         (start, _end), count, volume = series[-1]
@@ -126,11 +131,13 @@ def detect(
         rate, baseline = count / volume, base_count / base_volume
         if rate < rules.min_rate or rate < rules.factor * baseline:
             continue
+        scope = f"{source}:{term}" if term else source
         alerts.append(
             Alert(
-                id=f"{kind}:{source}:{_iso(start)}",
+                id=f"{kind}:{scope}:{_iso(start)}",
                 kind=kind,
                 source=source,
+                term=term,
                 window_start=_iso(start),
                 window_end=_iso(start + window_size),
                 count=count,
@@ -142,6 +149,29 @@ def detect(
             )
         )
     return alerts
+
+
+def detect_all(
+    kind: str,
+    items: Items,
+    terms: Sequence[str],
+    rules: AlertRules,
+    window_size: float,
+    now: float,
+) -> list[Alert]:
+    """`detect` on a table's items: each source's messages, then each tracked term's."""
+    items = list(items)
+    found = detect(kind, summarise(items), rules, window_size, now)
+    for term in terms:
+        found += detect(kind, summarise(items, term=term), rules, window_size, now, term=term)
+    return found
+
+
+async def ensure_alerts_index(client: AsyncElasticsearch, index: str) -> None:
+    """Create the alerts index, or bring an older one's mapping up to date (its mapping is
+    strict, so a field added since would otherwise refuse every new alert)."""
+    await client.options(ignore_status=400).indices.create(index=index, mappings=ALERTS_MAPPING)
+    await client.indices.put_mapping(index=index, properties=ALERTS_MAPPING["properties"])
 
 
 class Alerts(Service):
@@ -179,18 +209,19 @@ class Alerts(Service):
         ):
             path = "/hate/" if kind == "hate" else "/sentiment/"
             items, _ = await cluster_items(self.parts, counter, path)
-            windows = summarise(items)
-            found += detect(kind, windows, self.rules, float(counter.window.size), now)
+            size = float(counter.window.size)
+            found += detect_all(kind, items, self.parts.settings.terms, self.rules, size, now)
         new = [alert for alert in found if await self._record(alert)]
         for alert in new:
             doc = alert.document()
             await self.topic.send(key=alert.id.encode(), value=json.dumps(doc).encode())
             self.published += 1
             log.warning(
-                "alert: %s rate %.0f%% on %s (baseline %.0f%%, %d messages)",
+                "alert: %s rate %.0f%% on %s%s (baseline %.0f%%, %d messages)",
                 alert.kind,
                 alert.rate * 100,
                 alert.source,
+                f", term {alert.term!r}" if alert.term else "",
                 alert.baseline_rate * 100,
                 alert.volume,
             )
@@ -203,9 +234,7 @@ class Alerts(Service):
         client = self.parts.sink.client
         index = self.parts.settings.alerts_index
         if not self._index_ready:
-            await client.options(ignore_status=400).indices.create(
-                index=index, mappings=ALERTS_MAPPING
-            )
+            await ensure_alerts_index(client, index)
             self._index_ready = True
         try:
             await client.create(index=index, id=alert.id, document=alert.document())

@@ -24,24 +24,23 @@ from faust.types import AppT
 
 from streamapp.counting import TableKey
 
-#: `scope=local` answers carry table items as [key, start, end, count, watermark].
-Item = tuple[TableKey, Mapping[str, int]]
+#: `scope=local` answers carry table items as [key, start, end, value].
+Item = tuple[TableKey, Mapping[str, Any]]
 
 
 def encode_items(items: Iterable[Item]) -> list[list[Any]]:
-    return [[key, window[0], window[1], value["n"], value["o"]] for (key, window), value in items]
+    return [[key, window[0], window[1], value] for (key, window), value in items]
 
 
 def decode_items(rows: Iterable[list[Any]]) -> list[Item]:
     return [
-        ((str(key), (float(start), float(end))), {"n": int(n), "o": int(o)})
-        for key, start, end, n, o in rows
+        ((str(key), (float(start), float(end))), dict(value)) for key, start, end, value in rows
     ]
 
 
 def union(*sources: Iterable[Item]) -> list[Item]:
     """Items of several workers, each (key, window) once: the highest watermark wins."""
-    out: dict[TableKey, Mapping[str, int]] = {}
+    out: dict[TableKey, Mapping[str, Any]] = {}
     for items in sources:
         for key, value in items:
             have = out.get(key)

@@ -7,13 +7,23 @@ tested directly; `tables.py` only stores the values in Faust tables.
 How
 ---
 After a crash Kafka redelivers the messages after the last committed offset, some of which
-were already counted. Each count is therefore kept per *source partition*
-(`source|label|topic|partition`, one key per window) and its value carries the highest source
-offset it has counted: `{"n": count, "o": offset}`. Count and watermark travel in one
-changelog message, so whichever value survived a crash, redelivered messages at or below its
-watermark are skipped and the rest are counted (`merge`). Keys are per partition for a second
-reason: a table partition is owned by the worker that owns the same source partition, so no
-two workers write a key. Readers sum over partitions.
+were already counted. Counts are therefore kept per *source partition*: one key per source and
+input partition (`source|topic|partition`) and window, whose value holds every label's count,
+overall and per *facet* (each language, each tracked term), with the highest source offset
+counted:
+
+    {"o": 1234, "c": {"|negative": 7, "lang=en|negative": 5, "term=climate|negative": 2, ...}}
+
+Counts and watermark travel in one changelog message, so whichever value survived a crash,
+redelivered messages at or below its watermark are skipped and the rest are counted
+(`merge`). Keys are per partition for a second reason: a table partition is owned by the
+worker that owns the same source partition, so no two workers write a key. Readers sum over
+partitions.
+
+One key holds all of a message's labels and facets because every table key costs a changelog
+record per batch: a key per label and facet made the tables the worker's largest cost (`make
+bench`). A value holds labels x (1 + languages + terms) counts; terms and languages are not
+crossed, which keeps it small (a term's counts per language would multiply them).
 
 Two further rules keep counts equal to the number of distinct messages:
 
@@ -22,6 +32,9 @@ Two further rules keep counts equal to the number of distinct messages:
   document records the Kafka position it was indexed from;
 * within one batch the last record of an id wins, as it would in Elasticsearch
   (`last_per_id`).
+
+Values written by versions before this layout (`{"n", "o"}` under `source|label|topic|
+partition`) are still read, as totals, until their windows expire.
 """
 
 from __future__ import annotations
@@ -30,14 +43,16 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 MESSAGES_LABEL = "messages"  # hate tables: every message, so counts can be checked against N
 HATEFUL_LABEL = "hateful"  # hate tables: messages flagged hateful
 KEY_SEP = "|"
+#: The language of a message whose language is not known.
+UNKNOWN_LANGUAGE = "und"
 
-#: A stored count: `{"n": count, "o": highest source offset counted}`.
-CountValue = dict[str, int]
+#: A stored value: `{"o": highest source offset counted, "c": {"lang|label": count}}`.
+CountValue = dict[str, Any]
 Window = tuple[float, float]
 TableKey = tuple[str, Window]
 #: Every window (start, end) a timestamp falls in.
@@ -57,27 +72,64 @@ class Position:
         return (self.topic, self.partition)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Count:
-    """One thing to count: `label` is a sentiment label or a hate category."""
+    """One message to count: its `cells` (`"facet|label"`) each go up by one."""
 
     source: str
-    label: str
     topic: str
     partition: int
     offset: int
     timestamp: float
+    cells: tuple[str, ...]
 
     @property
     def key(self) -> str:
-        return KEY_SEP.join((self.source, self.label, self.topic, str(self.partition)))
+        return KEY_SEP.join((self.source, self.topic, str(self.partition)))
 
 
-def split_key(key: str) -> tuple[str, str, str, int]:
-    """`source, label, topic, partition` of a table key (sources never contain the separator:
-    decoding enforces their pattern)."""
-    source, label, topic, partition = key.split(KEY_SEP)
-    return source, label, topic, int(partition)
+class KeyParts(NamedTuple):
+    source: str
+    topic: str
+    partition: int
+
+
+def split_key(key: str) -> KeyParts:
+    """The fields of a table key (no field holds the separator: decoding enforces the
+    sources' pattern)."""
+    source, topic, partition = key.split(KEY_SEP)
+    return KeyParts(source, topic, int(partition))
+
+
+def facet(*, term: str = "", lang: str = "") -> str:
+    """The facet of a term or a language ("" with neither: all messages). Terms never hold
+    the separator (settings refuse it), languages are codes."""
+    if term and lang:
+        raise ValueError("a facet is one term or one language, not both")
+    return f"term={term}" if term else f"lang={lang}" if lang else ""
+
+
+def cell(facet_name: str, label: str) -> str:
+    return f"{facet_name}{KEY_SEP}{label}"
+
+
+def split_cell(name: str) -> tuple[str, str]:
+    """`(facet, label)` of a cell."""
+    facet_name, _, label = name.partition(KEY_SEP)
+    return facet_name, label
+
+
+def is_legacy(value: Mapping[str, Any]) -> bool:
+    """A value of the layout before this one: `{"n", "o"}` under `source|label|topic|part`."""
+    return "c" not in value
+
+
+def cells_of(key: str, value: Mapping[str, Any]) -> tuple[str, Mapping[str, int]]:
+    """`(source, {cell: count})` of a stored item, whatever its layout."""
+    if is_legacy(value):
+        source, label, _topic, _partition = key.split(KEY_SEP)
+        return source, {cell("", label): int(value["n"])}
+    return split_key(key).source, value["c"]
 
 
 # -- what a document counts as ----------------------------------------------------------
@@ -100,17 +152,12 @@ def hate_labels(doc: Mapping[str, Any]) -> list[str]:
 def counts_for(
     doc: Mapping[str, Any], at: Position, timestamp: float, labels: Iterable[str]
 ) -> list[Count]:
-    return [
-        Count(
-            source=str(doc["source"]),
-            label=label,
-            topic=at.topic,
-            partition=at.partition,
-            offset=at.offset,
-            timestamp=timestamp,
-        )
-        for label in labels
-    ]
+    """What `doc` adds: each label, overall, in its language (`und` when not known) and under
+    each of its tracked terms."""
+    facets = ["", facet(lang=str(doc.get("lang") or UNKNOWN_LANGUAGE))]
+    facets += [facet(term=str(t)) for t in doc.get("terms") or ()]
+    cells = tuple(cell(f, label) for label in labels for f in facets)
+    return [Count(str(doc["source"]), at.topic, at.partition, at.offset, timestamp, cells)]
 
 
 # -- which documents count ----------------------------------------------------------------
@@ -173,25 +220,40 @@ def batch_counts(
 # -- the watermark merge --------------------------------------------------------------------
 
 
-def merge(current: Mapping[str, int] | None, offsets: Iterable[int]) -> CountValue | None:
-    """The new value of a key after counting messages at `offsets`, or None when every one
-    is at or below the stored watermark (counted before)."""
-    n, watermark = (int(current["n"]), int(current["o"])) if current else (0, -1)
-    fresh = [o for o in offsets if o > watermark]
+def merge(
+    current: Mapping[str, Any] | None, entries: Iterable[tuple[int, Sequence[str]]]
+) -> CountValue | None:
+    """The new value of a key after counting the messages `entries` (`(offset, cells)`), or
+    None when every one is at or below the stored watermark (counted before)."""
+    watermark = int(current["o"]) if current else -1
+    fresh = [(o, cells) for o, cells in entries if o > watermark]
     if not fresh:
         return None
-    return {"n": n + len(fresh), "o": max(fresh)}
+    counts: dict[str, int] = dict(current["c"]) if current else {}
+    for _offset, cells in fresh:
+        for name in cells:
+            counts[name] = counts.get(name, 0) + 1
+    return {"o": max(o for o, _ in fresh), "c": counts}
+
+
+Entries = list[tuple[int, Sequence[str]]]
 
 
 def plan(
     counts: Iterable[Count], ranges: WindowRanges
-) -> dict[tuple[str, int], dict[TableKey, list[int]]]:
-    """Group a batch's counts as writes: per source partition, the offsets to merge into each
-    (key, window)."""
-    out: dict[tuple[str, int], dict[TableKey, list[int]]] = defaultdict(lambda: defaultdict(list))
+) -> dict[tuple[str, int], dict[TableKey, Entries]]:
+    """Group a batch's counts as writes: per source partition, the messages to merge into
+    each (key, window)."""
+    out: dict[tuple[str, int], dict[TableKey, Entries]] = defaultdict(lambda: defaultdict(list))
+    # A message's keys share its timestamp: its windows are worked out once.
+    windows_at: dict[float, list[Window]] = {}
     for c in counts:
-        for rng in ranges(c.timestamp):
-            out[(c.topic, c.partition)][(c.key, (rng[0], rng[1]))].append(c.offset)
+        windows = windows_at.get(c.timestamp)
+        if windows is None:
+            windows = windows_at[c.timestamp] = [(r[0], r[1]) for r in ranges(c.timestamp)]
+        writes, key, entry = out[(c.topic, c.partition)], c.key, (c.offset, c.cells)
+        for window in windows:
+            writes[(key, window)].append(entry)
     return out
 
 
@@ -202,40 +264,62 @@ class CountStore(Protocol):
 
     def partition(self, topic: str, partition: int) -> AbstractContextManager[None]: ...
 
-    def get(self, key: TableKey) -> Mapping[str, int] | None: ...
+    def get(self, key: TableKey) -> Mapping[str, Any] | None: ...
 
     def set(self, key: TableKey, value: CountValue) -> None: ...
 
 
 def apply_counts(store: CountStore, counts: Iterable[Count], ranges: WindowRanges) -> int:
-    """Merge a batch into `store`, one write per key; return the increments applied (those
-    at or below a watermark are skipped)."""
+    """Merge a batch into `store`, one write per key; return the messages newly counted,
+    window by window (those at or below a watermark are skipped)."""
     applied = 0
     for (topic, partition), writes in plan(counts, ranges).items():
         with store.partition(topic, partition):
-            for key, offsets in writes.items():
+            for key, entries in writes.items():
                 current = store.get(key)
-                new = merge(current, offsets)
+                if current is not None and is_legacy(current):
+                    current = None  # an old layout's key name never matches a new one
+                new = merge(current, entries)
                 if new is None:
                     continue
-                applied += new["n"] - (int(current["n"]) if current else 0)
+                watermark = int(current["o"]) if current else -1
+                applied += sum(1 for o, _ in entries if o > watermark)
                 store.set(key, new)
     return applied
 
 
+Items = Iterable[tuple[TableKey, Mapping[str, Any]]]
+
+
 def summarise(
-    items: Iterable[tuple[TableKey, Mapping[str, int]]], source: str | None = None
+    items: Items, source: str | None = None, *, term: str = "", lang: str = ""
 ) -> dict[Window, dict[str, dict[str, int]]]:
-    """`{window: {source: {label: count}}}`, summed over partitions."""
+    """`{window: {source: {label: count}}}` of all messages, one tracked `term` or one
+    `lang`, summed over partitions."""
+    wanted = facet(term=term, lang=lang)
     out: dict[Window, dict[str, dict[str, int]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(int))
     )
     for (key, window), value in items:
-        src, label, _topic, _partition = split_key(key)
+        src, cells = cells_of(key, value)
         if source is not None and src != source:
             continue
-        out[(window[0], window[1])][src][label] += int(value["n"])
+        labels = out[(window[0], window[1])][src]
+        for name, n in cells.items():
+            facet_name, label = split_cell(name)
+            if facet_name == wanted:
+                labels[label] += int(n)
     return out
+
+
+def facet_values(items: Items) -> tuple[set[str], set[str]]:
+    """The terms and the languages that have counts in `items`."""
+    names: set[str] = set()
+    for (key, _window), value in items:
+        names.update(split_cell(name)[0] for name in cells_of(key, value)[1])
+    terms = {n.removeprefix("term=") for n in names if n.startswith("term=")}
+    langs = {n.removeprefix("lang=") for n in names if n.startswith("lang=")}
+    return terms, langs
 
 
 class MemoryCountStore:
@@ -253,7 +337,7 @@ class MemoryCountStore:
         finally:
             self.scope = None
 
-    def get(self, key: TableKey) -> Mapping[str, int] | None:
+    def get(self, key: TableKey) -> Mapping[str, Any] | None:
         return self.values.get(key)
 
     def set(self, key: TableKey, value: CountValue) -> None:
@@ -261,5 +345,5 @@ class MemoryCountStore:
             raise RuntimeError("write outside a partition scope")
         self.values[key] = dict(value)
 
-    def items(self) -> Iterator[tuple[TableKey, Mapping[str, int]]]:
+    def items(self) -> Iterator[tuple[TableKey, Mapping[str, Any]]]:
         return iter(list(self.values.items()))

@@ -85,6 +85,7 @@ RECENT_FIELDS = [
     "created_at",
     "lang",
     "rule_tags",
+    "terms",
     "published_at",
 ]
 
@@ -291,7 +292,15 @@ def recent_search(q: RecentQuery, aliases: list[str]) -> dict[str, Any]:
     if q.lang is not None:
         filters.append({"term": {"lang": q.lang}})
     if q.term is not None:
-        filters.append({"term": {"rule_tags": q.term}})
+        # A tracked term the worker matched, or a tag of a rule that matched at the source.
+        filters.append(
+            {
+                "bool": {
+                    "should": [{"term": {"terms": q.term}}, {"term": {"rule_tags": q.term}}],
+                    "minimum_should_match": 1,
+                }
+            }
+        )
     if q.since is not None or q.until is not None:
         bounds = {}
         if q.since is not None:
@@ -347,7 +356,7 @@ def recent_item(doc: Mapping[str, Any]) -> dict[str, Any]:
         "time": doc.get("processed_at"),
         "created_at": doc.get("published_at") if news else doc.get("created_at"),
         "lang": doc.get("lang"),
-        "terms": doc.get("rule_tags") or [],
+        "terms": list(dict.fromkeys([*(doc.get("terms") or []), *(doc.get("rule_tags") or [])])),
     }
 
 

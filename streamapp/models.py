@@ -147,11 +147,15 @@ class ClassifiedTweet(Tweet, serializer="json", isodates=True):
     hate_targets: Optional[List[str]] = None  # noqa: UP006, UP045
     fallback_reason: Optional[str] = None  # noqa: UP045
     lang_detected: bool = False
+    # The tracked terms (STREAMAPP_TERMS) it matched: see streamapp/terms.py.
+    terms: Optional[List[str]] = None  # noqa: UP006, UP045
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.hate_targets is None:
             self.hate_targets = []
+        if self.terms is None:
+            self.terms = []
 
 
 class ClassifiedArticle(NewsArticle, serializer="json", isodates=True):
@@ -166,11 +170,15 @@ class ClassifiedArticle(NewsArticle, serializer="json", isodates=True):
     hate_targets: Optional[List[str]] = None  # noqa: UP006, UP045
     fallback_reason: Optional[str] = None  # noqa: UP045
     lang_detected: bool = False
+    # The tracked terms (STREAMAPP_TERMS) it matched: see streamapp/terms.py.
+    terms: Optional[List[str]] = None  # noqa: UP006, UP045
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.hate_targets is None:
             self.hate_targets = []
+        if self.terms is None:
+            self.terms = []
 
 
 InputRecord = Tweet | NewsArticle
@@ -184,6 +192,7 @@ def classify_record(
     *,
     lang: str | None = None,
     lang_detected: bool = False,
+    terms: list[str] | None = None,
 ) -> ClassifiedRecord:
     fields = {
         **record.asdict(),
@@ -191,6 +200,7 @@ def classify_record(
         "processed_at": now,
         "lang": lang if lang is not None else record.lang,
         "lang_detected": lang_detected,
+        "terms": terms or [],
     }
     if isinstance(record, Tweet):
         return ClassifiedTweet(**fields)

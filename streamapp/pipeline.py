@@ -40,6 +40,7 @@ from streamapp.models import (
 from streamapp.settings import Settings
 from streamapp.sinks.base import DeadLetterSink, DocumentSink
 from streamapp.sinks.deadletter import dead_letter_for
+from streamapp.terms import TermMatcher
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class Pipeline:
         self.dead_letters = dead_letters
         self.tables = tables
         self.metrics = metrics
+        self.terms = TermMatcher(settings.terms)
         self.stats = Stats()
         # Table writes of the current batch not yet confirmed: a retry of the batch applies
         # nothing new (the watermarks have it), so it must finish confirming these.
@@ -231,8 +233,12 @@ class Pipeline:
             self.metrics.classify_seconds.labels(topic).observe(time.perf_counter() - started)
         now = datetime.now(UTC)
         docs = [
-            to_document(classify_record(r, a, now, lang=lang, lang_detected=det))
-            for (r, _), a, lang, det in zip(items, analyses, langs, detected, strict=True)
+            to_document(
+                classify_record(r, a, now, lang=lang, lang_detected=det, terms=self._terms(r, text))
+            )
+            for (r, _), text, a, lang, det in zip(
+                items, texts, analyses, langs, detected, strict=True
+            )
         ]
         for doc, (_, event) in zip(docs, items, strict=True):
             doc.update(position(event))
@@ -276,6 +282,12 @@ class Pipeline:
         for letter in letters:
             self.stats.by_reason[letter.reason] += 1
         self.stats.last_batch_at = time.time()
+
+    def _terms(self, record: InputRecord, text: str) -> list[str]:
+        if not self.terms:
+            return []
+        tags = record.rule_tags if isinstance(record, Tweet) else None
+        return self.terms.match(text, tags or ())
 
     async def _languages(
         self, records: Sequence[InputRecord], texts: Sequence[str]

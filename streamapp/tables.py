@@ -168,8 +168,8 @@ class _TableStore:
         with current_event(self.events[(topic, partition)]):
             yield
 
-    def get(self, key: TableKey) -> Mapping[str, int] | None:
-        value: Mapping[str, int] | None = self.table.get(key)
+    def get(self, key: TableKey) -> Mapping[str, Any] | None:
+        value: Mapping[str, Any] | None = self.table.get(key)
         return value
 
     def set(self, key: TableKey, value: CountValue) -> None:
@@ -217,11 +217,11 @@ class WindowedCounter:
     def changelog_topic(self) -> str:
         return str(self.table.changelog_topic.get_topic_name())
 
-    def items(self) -> Iterator[tuple[TableKey, Mapping[str, int]]]:
-        """This worker's items: ((key, window), {"n", "o"})."""
+    def items(self) -> Iterator[tuple[TableKey, Mapping[str, Any]]]:
+        """This worker's items: ((key, window), value) (see `counting` for the values)."""
         return self._items()
 
-    def _items(self) -> Iterator[tuple[TableKey, Mapping[str, int]]]:
+    def _items(self) -> Iterator[tuple[TableKey, Mapping[str, Any]]]:
         for table_key, value in list(self.table.items()):
             if value is None:
                 continue

@@ -2,6 +2,7 @@
 
 GET /sentiment/?source=twitter&window=tumbling&limit=60
 GET /hate/?source=newsapi&window=hopping
+GET /sentiment/?term=climate   (or ?lang=en: one tracked term or one language; default: all)
 GET /health/
 GET /stats/
 
@@ -12,6 +13,7 @@ a stream). Each worker serves the partitions it owns; with one worker that is ev
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -22,7 +24,7 @@ from faust.types import AppT
 from faust.web import Request, Response, View
 
 from streamapp.cluster import Gathered, Item, decode_items, encode_items, sum_numbers, union
-from streamapp.counting import summarise
+from streamapp.counting import cells_of, facet, facet_values, split_cell, summarise
 from streamapp.health import AgentProgress, any_reachable, assess
 from streamapp.tables import WindowedCounter
 
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from streamapp.factory import WorkerParts
 
 MAX_LIMIT = 10_000
-WINDOW_PARAMS = frozenset({"window", "limit", "source", "scope"})
+WINDOW_PARAMS = frozenset({"window", "limit", "source", "scope", "term", "lang"})
 SCOPES = ("cluster", "local")
 
 
@@ -74,11 +76,52 @@ def pick_counter(counters: dict[str, WindowedCounter], query: Mapping[str, str])
     return counters[kind]
 
 
+def facet_of(query: Mapping[str, str], tracked: Sequence[str]) -> tuple[str, str]:
+    """The `(term, lang)` a query asks for ("" = any). A term is one of the tracked terms,
+    in any case; a language an ISO 639 code, or `und` for not known."""
+    term = query.get("term", "").strip()
+    if term:
+        canonical = {t.casefold(): t for t in tracked}
+        if term.casefold() not in canonical:
+            listed = f"one of {list(tracked)}" if tracked else "set in STREAMAPP_TERMS"
+            raise BadRequest(f"term {term[:100]!r} is not tracked: it must be {listed}")
+        term = canonical[term.casefold()]
+    lang = query.get("lang", "").strip().lower()
+    if lang and not re.fullmatch(r"[a-z]{2,3}", lang):
+        raise BadRequest("lang must be an ISO 639 code such as en, or und (not known)")
+    if term and lang:
+        # Crossing them would multiply what each table value holds (see counting.py).
+        raise BadRequest("counts are per term or per language: give term or lang, not both")
+    return term, lang
+
+
+def term_totals(
+    items: Sequence[Item], terms: Sequence[str], source: str | None
+) -> dict[str, dict[str, int]]:
+    """Per tracked term, its label counts over every kept window (all languages): what the
+    dashboard compares terms by."""
+    wanted = {facet(term=term): term for term in terms}
+    out: dict[str, dict[str, int]] = {term: defaultdict(int) for term in terms}
+    for (key, _window), value in items:
+        src, cells = cells_of(key, value)
+        if source is not None and src != source:
+            continue
+        for name, n in cells.items():
+            facet_name, label = split_cell(name)
+            if facet_name in wanted:
+                out[wanted[facet_name]][label] += int(n)
+    return {term: dict(labels) for term, labels in out.items()}
+
+
 def window_report(
-    counter: WindowedCounter, query: dict[str, str], now: float, items: Sequence[Item]
+    counter: WindowedCounter,
+    query: dict[str, str],
+    now: float,
+    items: Sequence[Item],
+    tracked: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The report of `counter` (picked by `pick_counter`) over `items`, the table items of
-    every worker."""
+    every worker; `tracked` are the tracked terms."""
     try:
         limit = int(query.get("limit", "60"))
     except ValueError:
@@ -86,9 +129,11 @@ def window_report(
     if not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
     source = query.get("source") or None
+    term, lang = facet_of(query, tracked)
     size = float(counter.window.size)
-    every = summarise(items)
-    known = sorted({src for counts in every.values() for src in counts})
+    every = summarise(items, term=term, lang=lang)
+    known = sorted({src for counts in summarise(items).values() for src in counts})
+    _terms, languages = facet_values(items)
     windows = every
     if source is not None:
         windows = {rng: {source: c[source]} for rng, c in every.items() if source in c}
@@ -104,8 +149,12 @@ def window_report(
     report: dict[str, Any] = {
         "window": counter.describe(),
         "source": source,
+        "term": term or None,
+        "lang": lang or None,
         # Sources with counts in the kept windows: a `source` outside them reads as empty.
         "known_sources": known,
+        "known_languages": sorted(languages),
+        "terms": list(tracked),
         "now": now,
         "now_time": iso(now),
         "current": next(
@@ -118,6 +167,7 @@ def window_report(
     # Hopping windows overlap, so summing them would count a message several times.
     if counter.kind == "tumbling":
         report["totals"] = {src: dict(labels) for src, labels in totals.items()}
+        report["term_totals"] = term_totals(items, tracked, source)
     return report
 
 
@@ -154,7 +204,7 @@ class _WindowView(View):
         items, gathered = await cluster_items(parts, counter, request.rel_url.path)
         covered = set(mine).union(*(b.get("partitions", []) for b in gathered.bodies.values()))
         try:
-            body = window_report(counter, query, time.time(), items)
+            body = window_report(counter, query, time.time(), items, parts.settings.terms)
         except BadRequest as exc:
             return self.json({"error": str(exc)}, status=400)
         body.update(cluster_fields(parts, gathered, covered))

@@ -279,14 +279,18 @@ def es_count(ns: Namespace) -> int:
         es.close()
 
 
-def es_breakdown(ns: Namespace) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
-    """What the documents say: {source: {sentiment label: n}} and
-    {source: {messages, hateful, <category>: n}}, from Elasticsearch aggregations."""
+def es_breakdown(
+    ns: Namespace, query: dict[str, Any] | None = None
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """What the documents (those matching `query`, default all) say: {source: {sentiment
+    label: n}} and {source: {messages, hateful, <category>: n}}, from Elasticsearch
+    aggregations."""
     es = ns.es()
     try:
         resp = es.search(
             index=ns.indices,
             size=0,
+            query=query or {"match_all": {}},
             aggs={
                 "by_source": {
                     "terms": {"field": "source", "size": 100},

@@ -124,10 +124,59 @@ def check_static_files(worker: Worker) -> None:
         assert status == 400, bad
 
 
+async def check_terms(page: Page, worker: Worker, terms: list[str]) -> None:
+    """The tracked-terms panel shows each term's counts as the views report them; picking a
+    term (and a language) charts its messages alone, and picking "all" goes back."""
+    sentiment = (await asyncio.to_thread(worker.get, "/sentiment/"))[1]
+    hate = (await asyncio.to_thread(worker.get, "/hate/"))[1]
+    expected = {
+        term: {
+            "messages": hate["term_totals"][term].get("messages", 0),
+            "negative": sentiment["term_totals"][term].get("negative", 0),
+            "positive": sentiment["term_totals"][term].get("positive", 0),
+            "hateful": hate["term_totals"][term].get("hateful", 0),
+        }
+        for term in terms
+    }
+    assert all(expected[t]["messages"] for t in terms), expected
+
+    async def panel() -> dict[str, dict[str, int]] | None:
+        cells = await page.eval_on_selector_all(
+            "#terms-table td[data-kind]",
+            "cells => cells.map(c => [c.closest('tr').dataset.term, c.dataset.kind, "
+            "c.dataset.value])",
+        )
+        shown: dict[str, dict[str, int]] = {}
+        for term, kind, value in cells:
+            if value is not None:
+                shown.setdefault(term, {})[kind] = int(value)
+        return shown if shown == expected else None
+
+    await eventually(panel, within=20, what="the tracked terms compared")
+    assert await page.is_hidden("#terms-empty")
+
+    # A term, another term, then a language (which clears the term: not crossed).
+    for select, value in (("term", "sports"), ("term", "politics"), ("lang", "en")):
+        query = f"{select}={value}"
+        want = {
+            v: (await asyncio.to_thread(worker.get, f"/{v}/?{query}&limit=10000"))[1]["totals"]
+            for v in ("sentiment", "hate")
+        }
+        assert 0 < total(want["hate"], "messages") <= total(hate["totals"], "messages")
+        await page.select_option(f"#{select}-select", value)
+
+        async def charted(want: dict = want) -> bool:
+            return {v: await page_totals(page, v) for v in ("sentiment", "hate")} == want
+
+        await eventually(charted, within=20, what=f"the totals of {query}")
+    assert await page.input_value("#term-select") == ""
+    await page.select_option("#lang-select", "")
+
+
 async def test_dashboard_shows_live_totals(namespace: Namespace, worker_factory) -> None:
     ns = namespace
     executable = chromium_path()
-    worker = worker_factory().start()
+    worker = worker_factory(STREAMAPP_TERMS="politics,sports,furious").start()
     await asyncio.to_thread(check_static_files, worker)
 
     first = make_tweets(200, seed=11)
@@ -158,6 +207,8 @@ async def test_dashboard_shows_live_totals(namespace: Namespace, worker_factory)
             took = time.monotonic() - started
             print(f"\nFIGURE the dashboard showed {len(first)} messages {took:.1f}s after opening")
             assert total(shown["sentiment"]) == len(first)
+
+            await check_terms(page, worker, ["politics", "sports", "furious"])
 
             # Recent hateful messages: whatever /recent/ answers, the page lists; and it
             # answers with what Elasticsearch holds as hateful, newest first. The tables can

@@ -47,6 +47,7 @@ def test_import_waits_for_kibana_then_sends_every_object(kibana: KibanaServer) -
         "STREAMAPP_KIBANA_PASSWORD": "s3cret-pw",
         "STREAMAPP_TWEETS_INDEX": "prod-tweets",
         "STREAMAPP_NEWS_INDEX": "prod-news",
+        "STREAMAPP_ALERTS_INDEX": "prod-alerts",
     }
     started = time.monotonic()
     proc = subprocess.run(
@@ -76,7 +77,7 @@ def test_import_waits_for_kibana_then_sends_every_object(kibana: KibanaServer) -
     assert sorted((o["type"], o["id"]) for o in imp.objects) == IDS
     # Data views were rewritten to the configured indices, everything else sent as shipped.
     views = [o for o in imp.objects if o["type"] == "index-pattern"]
-    wanted = {"prod-tweets", "prod-news", "prod-tweets,prod-news"}
+    wanted = {"prod-tweets", "prod-news", "prod-tweets,prod-news", "prod-alerts"}
     assert {o["attributes"]["title"] for o in views} == wanted
     shipped = {(o["type"], o["id"]): o for o in OBJECTS}
     for obj in imp.objects:

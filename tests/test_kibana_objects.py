@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from streamapp.alerts import ALERTS_MAPPING, ensure_alerts_index
 from streamapp.kibana.objects import (
+    DEFAULT_ALERTS_INDEX,
     DEFAULT_NEWS_INDEX,
     DEFAULT_TWEETS_INDEX,
     check_fields,
@@ -37,6 +39,7 @@ def declared_mappings() -> dict[str, dict[str, str]]:
     return {
         DEFAULT_TWEETS_INDEX: flatten_mapping(TWEET_PROPERTIES),
         DEFAULT_NEWS_INDEX: flatten_mapping(NEWS_PROPERTIES),
+        DEFAULT_ALERTS_INDEX: flatten_mapping(ALERTS_MAPPING["properties"]),
     }
 
 
@@ -55,7 +58,7 @@ def test_objects_are_complete_and_references_resolve() -> None:
         assert obj["id"].startswith("streamapp-"), "stable, readable ids so re-import overwrites"
 
     titles = {o["attributes"]["title"] for o in by_type("index-pattern")}
-    assert {DEFAULT_TWEETS_INDEX, DEFAULT_NEWS_INDEX} <= titles
+    assert {DEFAULT_TWEETS_INDEX, DEFAULT_NEWS_INDEX, DEFAULT_ALERTS_INDEX} <= titles
 
     for lens in by_type("lens"):
         refs = {r["name"] for r in lens["references"]}
@@ -87,7 +90,9 @@ def test_objects_are_complete_and_references_resolve() -> None:
     charts = {(o["type"], o["id"]) for o in OBJECTS if o["type"] in ("lens", "search")}
     assert on_dashboard == charts
 
-    (search,) = by_type("search")
+    search, alerts = by_type("search")
+    assert alerts["attributes"]["title"] == "spike alerts"
+    assert {"kind", "source", "term", "rate"} <= set(alerts["attributes"]["columns"])
     assert search["attributes"]["title"] == "latest hateful messages"
     source = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
     assert source["query"] == {"query": "hate:true", "language": "kuery"}
@@ -105,11 +110,12 @@ def test_kql_field_extraction() -> None:
 
 
 def test_rewrite_points_data_views_at_configured_indices() -> None:
-    rewritten = rewrite_index_names(OBJECTS, "tw-x", "nw-y")
+    rewritten = rewrite_index_names(OBJECTS, "tw-x", "nw-y", "al-z")
     titles = {o["id"]: o["attributes"]["title"] for o in rewritten if o["type"] == "index-pattern"}
+    names = {DEFAULT_TWEETS_INDEX: "tw-x", DEFAULT_NEWS_INDEX: "nw-y", DEFAULT_ALERTS_INDEX: "al-z"}
     for view in by_type("index-pattern"):
         parts = view["attributes"]["title"].split(",")
-        expected = [{DEFAULT_TWEETS_INDEX: "tw-x", DEFAULT_NEWS_INDEX: "nw-y"}[p] for p in parts]
+        expected = [names[p] for p in parts]
         assert titles[view["id"]] == ",".join(expected)
     assert load_objects() == OBJECTS, "the loaded objects must not be modified"
 
@@ -161,18 +167,25 @@ async def test_fields_exist_in_the_mapping_the_sink_creates(
     app_settings: Settings, es_sink: ElasticsearchSink
 ) -> None:
     settings = app_settings
-    mappings = {}
-    for alias in (settings.tweets_index, settings.news_index):
-        resp = (await es_sink.client.indices.get_mapping(index=alias)).body
-        fields: dict[str, str] = {}
-        for index in resp.values():  # keyed by the concrete index behind the alias
-            fields.update(flatten_mapping(index["mappings"]["properties"]))
-        mappings[alias] = fields
-    objects = rewrite_index_names(OBJECTS, settings.tweets_index, settings.news_index)
+    # The alerts index as the alert check creates it, under this test's own name.
+    alerts_index = f"{settings.tweets_index}-alerts"
+    await ensure_alerts_index(es_sink.client, alerts_index)
+    try:
+        mappings = {}
+        for alias in (settings.tweets_index, settings.news_index, alerts_index):
+            resp = (await es_sink.client.indices.get_mapping(index=alias)).body
+            fields: dict[str, str] = {}
+            for index in resp.values():  # keyed by the concrete index behind the alias
+                fields.update(flatten_mapping(index["mappings"]["properties"]))
+            mappings[alias] = fields
+    finally:
+        await es_sink.client.indices.delete(index=alerts_index)
+    objects = rewrite_index_names(OBJECTS, settings.tweets_index, settings.news_index, alerts_index)
     assert check_fields(objects, mappings) == []
     # The declared mappings say the same as the live ones (so the unit checks above are
     # about the real thing).
     assert mappings == {
         settings.tweets_index: declared_mappings()[DEFAULT_TWEETS_INDEX],
         settings.news_index: declared_mappings()[DEFAULT_NEWS_INDEX],
+        alerts_index: declared_mappings()[DEFAULT_ALERTS_INDEX],
     }

@@ -21,6 +21,7 @@ from devstack.config import PROJECT_ROOT
 from devstack.elasticsearch import ElasticsearchService
 from devstack.kafka import KafkaService
 from devstack.process import pid_alive, port_open, read_pid
+from devstack.run import DEMO_TERMS
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +96,16 @@ def test_a_second_checkout_gets_its_own_services_and_sigterm_stops_everything(
         assert es_pid is not None and pid_alive(es_pid)
         # Not the first checkout's node: that one has another home and pid.
         assert ElasticsearchService(cfg).home != ElasticsearchService(namespace.cfg).home
+        # The demo tracks words of the sample: the terms panel fills up as it loops.
+        web = f"http://127.0.0.1:{env['STREAMAPP_WEB_PORT']}"
+
+        def love_counted() -> bool:
+            with urllib.request.urlopen(f"{web}/hate/", timeout=5) as resp:
+                body = json.load(resp)
+            assert body["terms"] == DEMO_TERMS.split(","), body["terms"]
+            return body["term_totals"]["love"].get("messages", 0) > 0
+
+        wait_for(love_counted, timeout=90, what="the demo's tracked term 'love' counted")
         stopped_at = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)

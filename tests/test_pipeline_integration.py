@@ -7,6 +7,7 @@ import base64
 import json
 import time
 import urllib.request
+from urllib.parse import quote
 
 import pytest
 from helpers import (
@@ -49,9 +50,43 @@ def assert_tables_match_documents(worker, ns: Namespace, n: int) -> None:
     assert view_totals(worker, "hate") == es_hate
 
 
+def assert_term_and_language_counts_match_documents(worker, ns: Namespace, terms) -> None:
+    """Per tracked term and per language, the views count what the documents say: the
+    documents' `terms` as the worker matched them, their `lang`."""
+    by_term = {}
+    for term in terms:
+        es_sentiment, es_hate = es_breakdown(ns, {"term": {"terms": term}})
+        status, sentiment = worker.get(f"/sentiment/?term={quote(term.upper())}&limit=10000")
+        assert status == 200 and sentiment["term"] == term
+        assert sentiment["totals"] == es_sentiment, term
+        assert worker.get(f"/hate/?term={quote(term)}&limit=10000")[1]["totals"] == es_hate
+        by_term[term] = total(es_hate, "messages")
+    # Tags (politics, sports) and text (furious) both match.
+    assert by_term["politics"] > 200 and by_term["sports"] > 200 and by_term["furious"] > 10
+    assert by_term["no such word"] == 0
+    status, body = worker.get("/hate/")
+    assert {t: body["term_totals"][t].get("messages", 0) for t in terms} == by_term
+    # The tweets say en; the articles' languages are detected (und: not detected).
+    assert "en" in body["known_languages"]
+    messages = 0
+    for lang in body["known_languages"]:
+        query = (
+            {"term": {"lang": lang}}
+            if lang != "und"
+            else {"bool": {"must_not": {"exists": {"field": "lang"}}}}
+        )
+        status, by_lang = worker.get(f"/hate/?lang={lang}&limit=10000")
+        assert status == 200 and by_lang["totals"] == es_breakdown(ns, query)[1], lang
+        messages += total(by_lang["totals"], "messages")
+    assert messages == total(body["totals"], "messages")  # the languages sum to the total
+    assert worker.get("/hate/?term=untracked")[0] == 400
+
+
 async def test_n_messages_end_to_end(namespace: Namespace, worker_factory) -> None:
     ns = namespace
-    worker = worker_factory().start()
+    # Two terms the sample's rule tags carry, one its texts say, one nothing says.
+    terms = ["politics", "sports", "furious", "no such word"]
+    worker = worker_factory(STREAMAPP_TERMS=",".join(terms)).start()
     tweets = make_tweets(1000, seed=1)
     articles = make_articles(200, seed=1)
     n = len(tweets) + len(articles)
@@ -106,6 +141,7 @@ async def test_n_messages_end_to_end(namespace: Namespace, worker_factory) -> No
     assert status == 200 and set(body["totals"]) == {"twitter"}
     assert body["known_sources"] == ["bluesky", "newsapi", "twitter"]
     assert worker.get("/sentiment/?window=sliding")[0] == 400
+    assert_term_and_language_counts_match_documents(worker, ns, terms)
     # Consistent answers: without the slash a view redirects (query kept), like /dashboard;
     # an unknown page is a JSON 404 listing the pages; Faust's own pages still answer.
     status, body = worker.get("/hate?window=hopping")
@@ -113,7 +149,13 @@ async def test_n_messages_end_to_end(namespace: Namespace, worker_factory) -> No
     status, body = worker.get("/no/such/page")
     assert status == 404 and "/sentiment/" in body["pages"]
     assert worker.get("/router/")[0] == 200
-    # Prometheus scrapes each worker: its own figures, in the text format.
+    # Prometheus scrapes each worker: its own figures, in the text format. (The tables
+    # count a batch before its changelog writes are confirmed, the stats after: wait.)
+    wait_for(
+        lambda: worker.get("/stats/")[1]["pipelines"]["tweets"]["indexed"] == 1000,
+        timeout=30,
+        what="the last batch confirmed",
+    )
     content_type, metrics = await asyncio.to_thread(scrape, worker.web + "/metrics")
     assert content_type.startswith("text/plain")
     assert f'streamapp_messages_indexed_total{{topic="{ns.tweets_topic}"}} 1000.0' in metrics

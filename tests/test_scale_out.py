@@ -47,7 +47,7 @@ def local_count(worker: Worker) -> int:
     """Messages counted in this worker's own partitions (what it answers other workers)."""
     status, body = worker.get("/hate/?window=tumbling&scope=local")
     assert status == 200, body
-    return sum(n for key, _start, _end, n, _o in body["items"] if key.split("|")[1] == "messages")
+    return sum(value["c"].get("|messages", 0) for _key, _start, _end, value in body["items"])
 
 
 def spare(worker_factory, namespace: Namespace, name: str) -> Worker:

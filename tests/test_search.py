@@ -34,6 +34,8 @@ DOCS = [
     doc(3, "vermin, all of them", hate=True, hate_score=0.9, rule_tags=["migration"]),
     doc(4, "a quiet day at the beach", sentiment_label="positive"),
     doc(5, "election fraud claims again", sentiment_label="negative", rule_tags=["election"]),
+    # Matched by the worker's tracked terms (no rule at the source, a NewsAPI-like document).
+    doc(6, "the Election is near", source="newsapi", terms=["election"]),
 ]
 
 
@@ -52,12 +54,13 @@ async def test_search_by_text_term_language_sentiment_time_and_page(
         assert resp["timed_out"] is False
         return [hit["_source"]["id"] for hit in resp["hits"]["hits"]]
 
-    assert await ids() == ["d5", "d4", "d3", "d2", "d1", "d0"]  # newest first
+    assert await ids() == ["d6", "d5", "d4", "d3", "d2", "d1", "d0"]  # newest first
     # Words, case-insensitively, all of them (not "élections": another word).
-    assert await ids(q="Election") == ["d5", "d1", "d0"]
+    assert await ids(q="Election") == ["d6", "d5", "d1", "d0"]
     assert await ids(q="election night") == ["d1"]
     assert await ids(q='"unbalanced quote') == []  # user syntax never fails
-    assert await ids(term="election") == ["d5", "d2", "d1"]
+    # A rule's tag or a tracked term the worker matched.
+    assert await ids(term="election") == ["d6", "d5", "d2", "d1"]
     assert await ids(term="election", lang="fr") == ["d2"]
     assert await ids(q="election", sentiment="negative") == ["d5", "d1"]
     assert await ids(hate="true") == ["d3"]
@@ -68,9 +71,9 @@ async def test_search_by_text_term_language_sentiment_time_and_page(
         "d2",
         "d1",
     ]
-    assert await ids(limit="2") == ["d5", "d4"]
-    assert await ids(limit="2", page="2") == ["d3", "d2"]
-    assert await ids(limit="2", page="4") == []
+    assert await ids(limit="2") == ["d6", "d5"]
+    assert await ids(limit="2", page="2") == ["d4", "d3"]
+    assert await ids(limit="2", page="5") == []
     body = recent_search(parse_recent_query({"q": "election"}), aliases)
     total = (await client.search(**body))["hits"]["total"]
-    assert total == {"value": 3, "relation": "eq"}
+    assert total == {"value": 4, "relation": "eq"}

@@ -251,6 +251,17 @@ async def test_keyword_filter_from_the_environment(
     assert tags == {"3lk1": ["Climate"], "3lk2": ["Climate", "#vote"], "3lk5": ["c++"]}
 
 
+def test_without_keywords_the_tracked_terms_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STREAMAPP_JETSTREAM_KEYWORDS", raising=False)
+    monkeypatch.setenv("STREAMAPP_TERMS", "Climate,net zero")
+    assert JetstreamSettings().keywords == ["Climate", "net zero"]
+    monkeypatch.setenv("STREAMAPP_JETSTREAM_KEYWORDS", "vote")  # its own keywords win
+    assert JetstreamSettings().keywords == ["vote"]
+    monkeypatch.delenv("STREAMAPP_TERMS")
+    monkeypatch.delenv("STREAMAPP_JETSTREAM_KEYWORDS")
+    assert JetstreamSettings().keywords == []  # every post
+
+
 async def test_refused_subscription_is_a_clear_error_and_bad_settings_are_rejected(
     tmp_path: Path,
 ) -> None:

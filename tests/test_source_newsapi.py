@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 from helpers import ListOutput, Namespace, consume_all
 from pydantic import ValidationError
-from servers.newsapi_server import NewsApiServer, make_article, removed_article
+from servers.newsapi_server import (
+    NewsApiServer,
+    make_article,
+    query_matches,
+    removed_article,
+)
 
 from streamapp.decoding import decode
 from streamapp.models import NewsArticle, article_id
@@ -37,7 +42,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     for var in list(os.environ):
-        if var.startswith("STREAMAPP_NEWSAPI_") or var == "NEWSAPI_KEY":
+        if var.startswith("STREAMAPP_NEWSAPI_") or var in ("NEWSAPI_KEY", "STREAMAPP_TERMS"):
             monkeypatch.delenv(var)
 
 
@@ -320,6 +325,35 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("STREAMAPP_NEWSAPI_PAGE_SIZE", "101")
     with pytest.raises(ValidationError, match="page_size"):
         NewsApiSettings()
+
+
+async def test_without_a_query_the_tracked_terms_are_asked_for(
+    server: NewsApiServer, kafka_out: KafkaOutput, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STREAMAPP_TERMS", "climate,net zero")
+    # These say "climate"; the last says neither term, so NewsAPI does not return it.
+    server.articles = [*articles(3), make_article(99, topic="markets")]
+    source = NewsApiSource(news_settings(server, tmp_path / "state", query=None))
+    try:
+        await source.run(kafka_out, once=True)
+    finally:
+        source.close()
+    assert [r.params["q"] for r in server.requests] == ['"climate" OR "net zero"']
+    assert source.sent == 3
+    # Too many terms for NewsAPI's 500-character `q`: refused at start, naming what to set.
+    monkeypatch.setenv("STREAMAPP_TERMS", ",".join(f"term number {i}" for i in range(40)))
+    with pytest.raises(ValidationError, match="STREAMAPP_NEWSAPI_QUERY"):
+        news_settings(server, tmp_path / "state", query=None)
+
+
+def test_the_local_server_reads_newsapis_query_syntax() -> None:
+    text = "Net zero by 2050: the climate plan, and markets"
+    assert query_matches('"net zero"', text) and not query_matches('"zero net"', text)
+    assert query_matches("climate AND markets", text) and query_matches("climate markets", text)
+    assert query_matches("bitcoin OR climate", text) and not query_matches("bitcoin OR ai", text)
+    assert not query_matches("climate -markets", text)
+    assert not query_matches("climate NOT markets", text)
+    assert query_matches("+climate +plan", text) and not query_matches("clim", text)
 
 
 def test_seen_ids_are_bounded_and_keep_the_recently_seen() -> None:

@@ -60,8 +60,25 @@ def test_no_rules_is_refused_before_anything_is_changed(
 ) -> None:
     monkeypatch.setenv("TWITTER_BEARER_TOKEN", TOKEN)
     monkeypatch.delenv("STREAMAPP_TWITTER_RULES", raising=False)
-    with pytest.raises(SourceError, match="set STREAMAPP_TWITTER_RULES"):
+    monkeypatch.delenv("STREAMAPP_TERMS", raising=False)
+    with pytest.raises(SourceError, match=r"STREAMAPP_TERMS .*or STREAMAPP_TWITTER_RULES"):
         TwitterSource(TwitterSettings())
+
+
+async def test_without_rules_the_tracked_terms_become_one_tagged_rule_each(
+    env: Namespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STREAMAPP_TWITTER_RULES", raising=False)
+    monkeypatch.setenv("STREAMAPP_TERMS", "climate, net zero")
+    with TwitterServer(TOKEN) as server:
+        monkeypatch.setenv("STREAMAPP_TWITTER_BASE_URL", server.url)
+        source = TwitterSource(TwitterSettings())
+        assert source.sync_rules(source._client()) == (2, 0)
+        # A phrase is quoted, so X matches it exactly; the tag is the term as tracked.
+        assert rule_set(server) == {("climate", "climate"), ('"net zero"', "net zero")}
+    # Rules of their own win over the terms.
+    monkeypatch.setenv("STREAMAPP_TWITTER_RULES", '[{"value": "x", "tag": "y"}]')
+    assert [r.tag for r in TwitterSettings().rules] == ["y"]
 
 
 async def test_no_network_is_retried_with_one_line_each_and_stops_cleanly(

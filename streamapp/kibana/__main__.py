@@ -24,7 +24,7 @@ from streamapp.settings import load_settings
 def prepared_objects(path: Path) -> list[dict[str, Any]]:
     """The objects in `path`, with data views on the indices the worker really writes to."""
     s = load_settings()
-    return rewrite_index_names(load_objects(path), s.tweets_index, s.news_index)
+    return rewrite_index_names(load_objects(path), s.tweets_index, s.news_index, s.alerts_index)
 
 
 def run_import(path: Path, wait: bool) -> int:

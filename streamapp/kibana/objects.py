@@ -21,6 +21,7 @@ OBJECTS_FILE = Path(__file__).with_name("saved_objects.ndjson")
 # The index names the data view titles are written with; rewritten when settings differ.
 DEFAULT_TWEETS_INDEX = "streamapp-tweets"
 DEFAULT_NEWS_INDEX = "streamapp-news"
+DEFAULT_ALERTS_INDEX = "streamapp-alerts"
 
 RECORDS_FIELD = "___records___"  # Lens' pseudo-field for count()
 
@@ -87,14 +88,21 @@ def to_ndjson(objects: Iterable[Mapping[str, Any]]) -> bytes:
 
 
 def rewrite_index_names(
-    objects: Iterable[Mapping[str, Any]], tweets_index: str, news_index: str
+    objects: Iterable[Mapping[str, Any]],
+    tweets_index: str,
+    news_index: str,
+    alerts_index: str = DEFAULT_ALERTS_INDEX,
 ) -> list[dict[str, Any]]:
     """Copy of the objects with data view titles pointing at the configured index names.
 
     A title is a comma-separated list of index patterns; each default name in it is replaced.
     Data view ids stay the same, so a re-import overwrites rather than duplicates.
     """
-    names = {DEFAULT_TWEETS_INDEX: tweets_index, DEFAULT_NEWS_INDEX: news_index}
+    names = {
+        DEFAULT_TWEETS_INDEX: tweets_index,
+        DEFAULT_NEWS_INDEX: news_index,
+        DEFAULT_ALERTS_INDEX: alerts_index,
+    }
     out: list[dict[str, Any]] = []
     for original in objects:
         obj = copy.deepcopy(dict(original))

@@ -38,6 +38,7 @@ FIELD_TYPES: dict[str, Any] = {
     "hate_targets": _KEYWORD,
     "fallback_reason": _KEYWORD,
     "lang_detected": {"type": "boolean"},
+    "terms": {"type": "keyword"},
     "classifier": {"type": "keyword"},
     "classifier_version": {"type": "keyword"},
     "processed_at": {"type": "date"},

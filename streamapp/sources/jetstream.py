@@ -5,9 +5,10 @@
 Jetstream re-publishes the AT Protocol firehose as JSON. Every `commit` event that *creates* an
 `app.bsky.feed.post` becomes one `Tweet` with `source="bluesky"`, keyed by the post's
 `at://{did}/app.bsky.feed.post/{rkey}` URI; deletes, updates, other collections and the
-`identity`/`account` events are skipped and counted. With `STREAMAPP_JETSTREAM_KEYWORDS` only
-posts containing one of the keywords (whole words, case-insensitive) are sent, tagged with the
-keywords they matched. Jetstream carries no handles, so `author_username` stays empty.
+`identity`/`account` events are skipped and counted. With `STREAMAPP_JETSTREAM_KEYWORDS` (or,
+when it is unset, the tracked `STREAMAPP_TERMS`) only posts containing one of the keywords
+(whole words, case-insensitive) are sent, tagged with the keywords they matched. Jetstream
+carries no handles, so `author_username` stays empty.
 
 Resuming: every event has a `time_us` (unix microseconds), and Jetstream replays from any
 `cursor=<time_us>` it still holds. The source saves the newest `time_us` whose records Kafka
@@ -45,6 +46,7 @@ from streamapp.settings import format_errors
 from streamapp.sources.base import RecordOutput, Source, SourceError
 from streamapp.sources.runner import main_for
 from streamapp.sources.state import write_atomically
+from streamapp.terms import parse_terms
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +68,11 @@ class JetstreamSettings(BaseSettings):
 
     #: The subscribe URL; a `cursor` in it is replaced by the saved one.
     url: str = DEFAULT_URL
-    #: Comma separated; empty = every post.
+    #: Comma separated; empty = the tracked terms (`STREAMAPP_TERMS`), or every post if none.
     keywords: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    tracked_terms: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="STREAMAPP_TERMS"
+    )
     rewind_seconds: float = Field(5.0, ge=0, description="resume this far before the cursor")
     state_dir: Path = Path(".streamapp-data/jetstream")
     reconnect_initial_delay: float = Field(1.0, gt=0)
@@ -98,8 +103,15 @@ class JetstreamSettings(BaseSettings):
                 out.append(word)
         return out
 
+    @field_validator("tracked_terms", mode="before")
+    @classmethod
+    def _terms(cls, value: Any) -> list[str]:
+        return parse_terms(value)
+
     @model_validator(mode="after")
     def _delays(self) -> JetstreamSettings:
+        if not self.keywords:
+            self.keywords = list(self.tracked_terms)
         if self.reconnect_initial_delay > self.reconnect_max_delay:
             raise ValueError(
                 f"{_PREFIX}RECONNECT_INITIAL_DELAY must not exceed {_PREFIX}RECONNECT_MAX_DELAY"

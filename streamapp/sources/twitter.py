@@ -31,12 +31,12 @@ import logging
 import sys
 import threading
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import requests
 import tweepy
-from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streamapp.models import Tweet
 from streamapp.settings import format_errors
@@ -44,6 +44,7 @@ from streamapp.sources.base import RecordOutput, Source, SourceError
 from streamapp.sources.http import RebasingSession
 from streamapp.sources.output import ThreadBridge
 from streamapp.sources.runner import main_for
+from streamapp.terms import parse_terms
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,12 @@ _PREFIX = "STREAMAPP_TWITTER_"
 class TwitterSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=_PREFIX, extra="ignore")
 
-    #: JSON list of `{"value": ..., "tag": ...}` filtered-stream rules.
+    #: JSON list of `{"value": ..., "tag": ...}` filtered-stream rules; unset: one rule per
+    #: tracked term (`STREAMAPP_TERMS`), tagged with it.
     rules: list[Rule] = Field(default_factory=list)
+    tracked_terms: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="STREAMAPP_TERMS"
+    )
     #: Delete the account's rules that `rules` does not list (off: they are shared).
     delete_stale_rules: bool = False
     base_url: str = TWITTER_API
@@ -73,6 +78,22 @@ class TwitterSettings(BaseSettings):
     retry_initial: float = Field(1.0, gt=0)
     retry_max: float = Field(60.0, gt=0)
     bearer_token: SecretStr | None = Field(None, validation_alias="TWITTER_BEARER_TOKEN")
+
+    @field_validator("tracked_terms", mode="before")
+    @classmethod
+    def _terms(cls, value: Any) -> list[str]:
+        return parse_terms(value)
+
+    @model_validator(mode="after")
+    def _rules_from_terms(self) -> TwitterSettings:
+        if not self.rules:
+            self.rules = [Rule(value=rule_for(t), tag=t) for t in self.tracked_terms]
+        return self
+
+
+def rule_for(term: str) -> str:
+    """The filtered-stream rule matching `term`: a keyword, or an exact phrase in quotes."""
+    return f'"{term}"' if " " in term else term
 
 
 def to_record(response: tweepy.StreamResponse) -> Tweet | None:
@@ -172,8 +193,9 @@ class TwitterSource(Source):
             raise SourceError("set TWITTER_BEARER_TOKEN to use the Twitter/X source")
         if not settings.rules:
             raise SourceError(
-                f"set {_PREFIX}RULES to the filtered-stream rules to follow, a JSON list like "
-                '[{"value": "climate lang:en", "tag": "climate"}]'
+                f"set STREAMAPP_TERMS (one rule per term) or {_PREFIX}RULES to the "
+                'filtered-stream rules to follow, a JSON list like [{"value": "climate lang:en", '
+                '"tag": "climate"}]'
             )
         self.settings = settings
         self.received = 0

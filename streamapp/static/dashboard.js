@@ -19,6 +19,9 @@ const HATEFUL = "hateful";
 const state = {
   source: "",
   sources: new Set(),
+  term: "", // a tracked term, or "" for all messages
+  lang: "", // a language code, or "" for all
+  facetOptions: "", // the term and language options last drawn, to redraw only on change
   lastReceived: null, // {at: ms, received: n} for the live rate
   rate: 0,
   seq: 0, // number of the newest refresh started
@@ -81,8 +84,12 @@ async function getJSON(path) {
   return { status: resp.status, body };
 }
 
+// The filters of the window views (and of /recent/, which takes the same names).
 function sourceQuery() {
-  return state.source ? `&source=${encodeURIComponent(state.source)}` : "";
+  let q = state.source ? `&source=${encodeURIComponent(state.source)}` : "";
+  if (state.term) q += `&term=${encodeURIComponent(state.term)}`;
+  if (state.lang) q += `&lang=${encodeURIComponent(state.lang)}`;
+  return q;
 }
 
 // {source: {label: n}} -> {label: n}
@@ -388,6 +395,89 @@ function updateSources(sentiment) {
   select.value = state.source;
 }
 
+// Term and language pickers: the tracked terms from the settings (every view reports them)
+// and the languages with counts in the kept windows.
+function updateFacets(sentiment) {
+  const terms = sentiment.terms || [];
+  const langs = [...new Set([...(sentiment.known_languages || []), state.lang])]
+    .filter(Boolean)
+    .sort();
+  const key = JSON.stringify([terms, langs]);
+  if (key === state.facetOptions) return;
+  state.facetOptions = key;
+  const termSelect = $("term-select");
+  termSelect.replaceChildren(
+    h("option", { value: "" }, "All messages"),
+    ...terms.map((t) => h("option", { value: t }, t)),
+  );
+  termSelect.value = state.term;
+  const langSelect = $("lang-select");
+  langSelect.replaceChildren(
+    h("option", { value: "" }, "All languages"),
+    ...langs.map((l) => h("option", { value: l }, l === "und" ? "not known" : l)),
+  );
+  langSelect.value = state.lang;
+}
+
+// One row per tracked term: its messages, negative, positive and hateful counts, and the
+// two shares as bars, so terms compare at a glance whatever their volumes.
+function renderTerms(sentiment, hate) {
+  const terms = sentiment.terms || [];
+  const body = h("tbody");
+  for (const term of terms) {
+    const s = sentiment.term_totals?.[term] || {};
+    const hl = hate.term_totals?.[term] || {};
+    const messages = hl[MESSAGES] || 0;
+    const share = (n) => (messages ? n / messages : 0);
+    const bars = h("td", { class: "shares" });
+    for (const [kind, n, colour] of [
+      ["negative", s.negative || 0, SENTIMENT_COLOURS.negative],
+      ["hateful", hl[HATEFUL] || 0, PALETTE[0]],
+    ]) {
+      const bar = h("span", { class: "share-bar", title: `${kind} ${(100 * share(n)).toFixed(1)} %` });
+      bar.style.width = `${(100 * share(n)).toFixed(1)}%`;
+      bar.style.background = colour;
+      bars.append(h("span", { class: "share", "data-kind": kind }, bar));
+    }
+    const pick = h("button", { type: "button", class: "link" }, term);
+    pick.addEventListener("click", () => selectFacet("term", term));
+    const row = h("tr", { "data-term": term }, h("th", { scope: "row" }, pick));
+    for (const [kind, n] of [
+      ["messages", messages],
+      ["negative", s.negative || 0],
+      ["positive", s.positive || 0],
+      ["hateful", hl[HATEFUL] || 0],
+    ]) {
+      const cell = h("td", { class: "num", "data-kind": kind });
+      setNumber(cell, n);
+      if (kind !== "messages" && messages) cell.append(` (${Math.round(100 * share(n))} %)`);
+      row.append(cell);
+    }
+    row.append(bars);
+    body.append(row);
+  }
+  const table = $("terms-table");
+  table.tBodies[0].replaceWith(body);
+  table.dataset.count = String(terms.length);
+  $("terms-empty").hidden = terms.length > 0;
+  $("terms-caption").textContent =
+    "Tracked terms side by side over the tumbling windows the tables keep, all languages" +
+    (state.source ? ` (${state.source})` : "") + "; pick one in Term to chart it alone.";
+}
+
+// A term or a language: the tables count per term and per language, not both crossed.
+function selectFacet(name, value) {
+  state[name] = value;
+  $(`${name}-select`).value = value;
+  const other = name === "term" ? "lang" : "term";
+  if (value && state[other]) {
+    state[other] = "";
+    $(`${other}-select`).value = "";
+  }
+  state.lastReceived = null;
+  refresh();
+}
+
 function revealed() {
   return $("reveal-text").checked;
 }
@@ -480,6 +570,8 @@ function setupSearch() {
     if ($("search-sentiment").value) params.set("sentiment", $("search-sentiment").value);
     if ($("search-hate").checked) params.set("hate", "true");
     if (state.source) params.set("source", state.source);
+    if (state.term) params.set("term", state.term);
+    if (state.lang) params.set("lang", state.lang);
     let result;
     try {
       result = await getJSON(`../recent/?${params}`);
@@ -592,7 +684,9 @@ async function refresh() {
       }
     }
     updateSources(sentiment.body);
+    updateFacets(sentiment.body);
     renderTotals(sentiment.body, hate.body);
+    renderTerms(sentiment.body, hate.body);
     renderCharts(sentiment.body, hate.body);
     renderRecent(recent);
     renderAlerts(alerts);
@@ -621,6 +715,9 @@ document.addEventListener("DOMContentLoaded", () => {
     state.lastReceived = null;
     refresh();
   });
+  for (const name of ["term", "lang"]) {
+    $(`${name}-select`).addEventListener("change", (e) => selectFacet(name, e.target.value));
+  }
   $("controls").addEventListener("submit", (e) => e.preventDefault());
   setupReveal();
   setupSearch();

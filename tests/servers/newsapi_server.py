@@ -2,7 +2,9 @@
 
 - `GET /v2/everything` and `GET /v2/top-headlines`: `{"status": "ok", "totalResults", "articles"}`
   with `page` (1-based) and `pageSize` (default 20 on the real API here too, 1..100), filtered
-  by `q` (every word, case-insensitive, in title/description/content), `sources` (source ids)
+  by `q` (NewsAPI's search syntax over title/description/content, case-insensitive: words,
+  "exact phrases", +must, -mustnot, AND/OR/NOT; AND binds before OR, no parentheses), `sources`
+  (source ids)
   and `domains` (URL hosts); `/everything` sorted newest first for `sortBy=publishedAt`.
 - The API key is accepted the three ways NewsAPI accepts it: `X-Api-Key` header, `apiKey`
   query parameter, or `Authorization` header (newsapi-python uses the last, "Bearer " optional).
@@ -19,6 +21,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -228,10 +231,8 @@ def _matches(
     if article.get("title") == "[Removed]":
         return True
     if q:
-        text = " ".join(
-            str(article.get(f) or "") for f in ("title", "description", "content")
-        ).lower()
-        if not all(word in text for word in q.lower().split()):
+        text = " ".join(str(article.get(f) or "") for f in ("title", "description", "content"))
+        if not query_matches(q, text):
             return False
     if sources and (article.get("source") or {}).get("id") not in sources.split(","):
         return False
@@ -240,3 +241,35 @@ def _matches(
         if not any(host == d or host.endswith("." + d) for d in domains.split(",")):
             return False
     return True
+
+
+_TOKEN = re.compile(r'([+-]?)"([^"]*)"|(\S+)')
+
+
+def query_matches(q: str, text: str) -> bool:
+    """NewsAPI's `q` against a text: OR of AND-groups; in a group every plain, `+` or AND-ed
+    word or "phrase" must occur and no `-` or NOT-ed one may (whole words, any case)."""
+    words = re.findall(r"\w+", text.lower())
+    joined = f" {' '.join(words)} "
+
+    def has(term: str) -> bool:
+        parts = re.findall(r"\w+", term.lower())
+        return bool(parts) and f" {' '.join(parts)} " in joined
+
+    groups: list[list[tuple[bool, str]]] = [[]]
+    negate = False
+    for m in _TOKEN.finditer(q):
+        sign, phrase, word = m.group(1), m.group(2), m.group(3)
+        if word in ("OR",):
+            groups.append([])
+            continue
+        if word in ("AND",):
+            continue
+        if word == "NOT":
+            negate = True
+            continue
+        if word is not None and word[:1] in "+-" and len(word) > 1:
+            sign, word = word[0], word[1:]
+        groups[-1].append((negate or sign == "-", phrase if phrase is not None else word))
+        negate = False
+    return any(group and all(has(term) != excluded for excluded, term in group) for group in groups)

@@ -3,7 +3,7 @@ volumes, per source and per kind."""
 
 from __future__ import annotations
 
-from streamapp.alerts import AlertRules, detect
+from streamapp.alerts import AlertRules, detect, detect_all
 
 RULES = AlertRules(min_volume=20, factor=2.0, min_rate=0.2, baseline_windows=3)
 
@@ -55,3 +55,25 @@ def test_sources_and_kinds_are_judged_apart() -> None:
     }
     (alert,) = detect("negative", sentiment, RULES, 60, 0)
     assert (alert.kind, alert.source, alert.count, alert.volume) == ("negative", "news", 25, 30)
+
+
+def test_a_tracked_term_spikes_on_its_own_and_alerts_under_its_own_id() -> None:
+    # 100 messages a window, 10 hateful; the term's 10 a window go from 1 to 8 hateful: the
+    # source's rate moves from 10% to 17% (no alert), the term's from 10% to 80%.
+    items = []
+    for i, (hateful, term_hateful) in enumerate([(10, 1), (10, 1), (10, 1), (17, 8)]):
+        w = (60.0 * i, 60.0 * i + 59.999)
+        cells = {
+            "|messages": 100,
+            "|hateful": hateful,
+            "term=net zero|messages": 20,
+            "term=net zero|hateful": term_hateful * 2,
+            "term=quiet|messages": 20,
+        }
+        items.append((("twitter|tweets|0", w), {"o": 1, "c": cells}))
+    (alert,) = detect_all("hate", items, ["net zero", "quiet"], RULES, 60, 0)
+    assert (alert.source, alert.term, alert.count, alert.volume) == ("twitter", "net zero", 16, 20)
+    assert alert.id == "hate:twitter:net zero:1970-01-01T00:03:00+00:00"
+    assert alert.document()["term"] == "net zero"
+    # The same windows for all messages alone: no alert, and an overall one has no term.
+    assert detect_all("hate", items, [], RULES, 60, 0) == []

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from streamapp.cluster import decode_items, encode_items, sum_numbers, union
 
 W = (0.0, 59.9)
 
 
 def test_items_round_trip_through_json() -> None:
-    items = [(("twitter|neutral|tweets|2", W), {"n": 3, "o": 41})]
-    assert decode_items(encode_items(items)) == items
+    items: list[tuple[tuple[str, tuple[float, float]], dict[str, Any]]] = [
+        (("twitter|tweets|2", W), {"o": 41, "c": {"|neutral": 3, "lang=en|neutral": 3}}),
+        (("twitter|neutral|tweets|2", W), {"n": 3, "o": 41}),  # the layout before
+    ]
+    assert decode_items(json.loads(json.dumps(encode_items(items)))) == items
 
 
 def test_union_keeps_each_key_once_with_the_highest_watermark() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
+
 from streamapp.counting import (
     HATEFUL_LABEL,
     MESSAGES_LABEL,
@@ -13,6 +15,9 @@ from streamapp.counting import (
     Position,
     apply_counts,
     batch_counts,
+    counts_for,
+    facet,
+    facet_values,
     hate_labels,
     is_repeat,
     last_per_id,
@@ -77,9 +82,17 @@ def at(offset: int, partition: int = 0) -> Position:
 
 
 def test_merge_counts_only_offsets_above_the_watermark() -> None:
-    assert merge(None, [3, 4]) == {"n": 2, "o": 4}
-    assert merge({"n": 2, "o": 4}, [3, 4]) is None
-    assert merge({"n": 2, "o": 4}, [4, 5, 7]) == {"n": 4, "o": 7}
+    a, b = ("|neutral", "lang=en|neutral"), ("|negative", "lang=und|negative")
+    first = merge(None, [(3, a), (4, b)])
+    assert first == {
+        "o": 4,
+        "c": {"|neutral": 1, "lang=en|neutral": 1, "|negative": 1, "lang=und|negative": 1},
+    }
+    assert merge(first, [(3, a), (4, b)]) is None
+    assert merge(first, [(4, b), (5, a), (7, a)]) == {
+        "o": 7,
+        "c": {"|neutral": 3, "lang=en|neutral": 3, "|negative": 1, "lang=und|negative": 1},
+    }
 
 
 def test_redelivery_below_the_watermark_is_not_counted_again() -> None:
@@ -98,7 +111,7 @@ def test_each_partition_has_its_own_watermark() -> None:
     # Lower offsets of another partition are new messages, not redeliveries.
     assert counted_batch(store, [(doc(10 + i), at(i, partition=1)) for i in range(3)]) == 3
     keys = {split_key(key) for key, _ in store.values}
-    assert keys == {("twitter", "neutral", "tweets", 0), ("twitter", "neutral", "tweets", 1)}
+    assert keys == {("twitter", "tweets", 0), ("twitter", "tweets", 1)}
 
 
 def test_a_retry_after_a_failed_changelog_confirmation_counts_once() -> None:
@@ -134,7 +147,7 @@ def test_writes_happen_inside_their_partition_scope() -> None:
 
     store.set = spy  # type: ignore[method-assign]
     counted_batch(store, [(doc(0), at(5, 0)), (doc(1), at(9, 3))])
-    assert sorted(s for s in seen if s) == [("tweets", 0), ("tweets", 3)] and None not in seen
+    assert sorted({s for s in seen if s}) == [("tweets", 0), ("tweets", 3)] and None not in seen
 
 
 def test_one_write_per_key_per_batch() -> None:
@@ -149,6 +162,7 @@ def test_one_write_per_key_per_batch() -> None:
 
     store.set = count_writes  # type: ignore[method-assign]
     counted_batch(store, [(doc(i), at(i)) for i in range(50)])
+    # One key holds every label and facet of a source partition and window.
     assert writes == 1 and totals(store) == {"neutral": 50}
 
 
@@ -156,7 +170,9 @@ def test_hopping_windows_count_a_message_in_each_window_it_falls_in() -> None:
     store = MemoryCountStore()
     counted_batch(store, [(doc(0), at(0))], ranges=hopping())
     assert len(store.values) == 5
-    assert all(v == {"n": 1, "o": 0} for v in store.values.values())
+    assert all(
+        v == {"o": 0, "c": {"|neutral": 1, "lang=und|neutral": 1}} for v in store.values.values()
+    )
 
 
 # -- which documents count -----------------------------------------------------------------
@@ -205,14 +221,81 @@ def test_hate_labels() -> None:
 def test_summarise_sums_partitions_and_filters_by_source() -> None:
     w = (0.0, 60.0)
     items = [
-        (("twitter|neutral|tweets|0", w), {"n": 2, "o": 1}),
-        (("twitter|neutral|tweets|1", w), {"n": 3, "o": 7}),
-        (("bluesky|neutral|tweets|1", w), {"n": 1, "o": 8}),
+        (("twitter|tweets|0", w), {"o": 1, "c": {"|neutral": 2, "lang=en|neutral": 2}}),
+        (("twitter|tweets|1", w), {"o": 7, "c": {"|neutral": 3, "lang=de|neutral": 3}}),
+        (("bluesky|tweets|1", w), {"o": 8, "c": {"|neutral": 1, "lang=en|neutral": 1}}),
     ]
     assert summarise(items) == {w: {"twitter": {"neutral": 5}, "bluesky": {"neutral": 1}}}
     assert summarise(items, "bluesky") == {w: {"bluesky": {"neutral": 1}}}
+    assert summarise(items, lang="en") == {
+        w: {"twitter": {"neutral": 2}, "bluesky": {"neutral": 1}}
+    }
+
+
+def test_values_of_the_layout_before_are_read_as_totals() -> None:
+    # Written before labels and languages shared a key: still counted until they expire.
+    w = (0.0, 60.0)
+    items: list[tuple[tuple[str, tuple[float, float]], dict[str, Any]]] = [
+        (("twitter|neutral|tweets|0", w), {"n": 2, "o": 1}),
+        (("twitter|tweets|0", w), {"o": 9, "c": {"|neutral": 3, "lang=en|neutral": 3}}),
+    ]
+    assert summarise(items) == {w: {"twitter": {"neutral": 5}}}
+    assert summarise(items, lang="en") == {w: {"twitter": {"neutral": 3}}}
+    assert facet_values(items) == (set(), {"en"})
 
 
 def test_count_keys_round_trip() -> None:
-    c = Count("twitter", "hateful", "tweets", 3, 10, 0.0)
-    assert split_key(c.key) == ("twitter", "hateful", "tweets", 3)
+    c = Count("twitter", "tweets", 3, 10, 0.0, ("|hateful",))
+    assert split_key(c.key) == ("twitter", "tweets", 3)
+
+
+# -- facets: languages and tracked terms --------------------------------------------------------
+
+
+def test_a_document_counts_overall_in_its_language_and_under_each_term() -> None:
+    d = {**doc(0, hate=True), "lang": "de", "terms": ["climate", "net zero"]}
+    (c,) = counts_for(d, at(5), 1.0, hate_labels(d))
+    assert c.cells == tuple(
+        f"{f}|{label}"
+        for label in ("messages", "hateful")
+        for f in ("", "lang=de", "term=climate", "term=net zero")
+    )
+    (unknown,) = counts_for(doc(1), at(6), 1.0, ["neutral"])
+    assert unknown.cells == ("|neutral", "lang=und|neutral")  # not known: still counted
+    with pytest.raises(ValueError, match="not both"):
+        facet(term="climate", lang="de")
+
+
+def test_facets_sum_to_the_total_and_keep_exactly_once_counts() -> None:
+    store = MemoryCountStore()
+    langs = ["en", "de", None]
+    docs = [
+        (
+            {
+                **doc(i, label=["negative", "neutral"][i % 2]),
+                "lang": langs[i % 3],
+                "terms": ["ai"] if i % 4 == 0 else [],
+            },
+            at(i),
+        )
+        for i in range(24)
+    ]
+    assert counted_batch(store, docs) == 24
+    # A redelivery of the whole batch and more: only the new ones count, in every facet.
+    assert counted_batch(store, [*docs, ({**doc(99), "lang": "en", "terms": ["ai"]}, at(24))]) == 1
+    items = list(store.items())
+
+    def flat(windows: dict) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for sources in windows.values():
+            for label, n in sources["twitter"].items():
+                out[label] = out.get(label, 0) + n
+        return out
+
+    total = flat(summarise(items))
+    assert total == {"negative": 12, "neutral": 13}
+    by_lang = [flat(summarise(items, lang=code)) for code in ("en", "de", "und")]
+    assert sum(sum(c.values()) for c in by_lang) == 25
+    assert flat(summarise(items, lang="en")) == {"negative": 4, "neutral": 5}
+    assert flat(summarise(items, term="ai")) == {"negative": 6, "neutral": 1}
+    assert facet_values(items) == ({"ai"}, {"en", "de", "und"})

@@ -11,7 +11,15 @@ from yarl import URL
 
 from streamapp.factory import StreamApp, create_app
 from streamapp.settings import load_settings
-from streamapp.views import HateView, HealthView, SentimentView, iso, window_row
+from streamapp.views import (
+    BadRequest,
+    HateView,
+    HealthView,
+    SentimentView,
+    iso,
+    window_report,
+    window_row,
+)
 
 
 class FakeRequest:
@@ -66,3 +74,48 @@ async def test_unknown_parameters_are_a_400_like_on_recent(app: StreamApp) -> No
     finally:
         FakeRequest.query = {}
     assert status == 400 and "windw" in body["error"] and "window" in body["error"]
+
+
+def faceted_items() -> list[Any]:
+    w1, w2 = (1_000_020.0, 1_000_079.9), (1_000_080.0, 1_000_139.9)
+    twitter = {"|negative": 5, "lang=en|negative": 3, "lang=und|negative": 2}
+    news = {"|neutral": 4, "lang=de|neutral": 4, "term=Climate|neutral": 4}
+    return [
+        (("twitter|tweets|0", w1), {"o": 9, "c": {**twitter, "term=Climate|negative": 2}}),
+        (("newsapi|news|1", w2), {"o": 3, "c": news}),
+    ]
+
+
+def test_window_reports_one_term_or_language_and_compare_the_terms(app: StreamApp) -> None:
+    counter = app.parts.tables.sentiment["tumbling"]
+    items, tracked = faceted_items(), ["Climate", "AI"]
+    total = window_report(counter, {}, 1_000_200.0, items, tracked)
+    assert total["totals"] == {"twitter": {"negative": 5}, "newsapi": {"neutral": 4}}
+    assert total["known_languages"] == ["de", "en", "und"] and total["terms"] == tracked
+    assert total["term_totals"] == {"Climate": {"negative": 2, "neutral": 4}, "AI": {}}
+    # Any case of a tracked term; its counts only.
+    climate = window_report(counter, {"term": "climate"}, 1_000_200.0, items, tracked)
+    assert climate["term"] == "Climate"
+    assert climate["totals"] == {"twitter": {"negative": 2}, "newsapi": {"neutral": 4}}
+    english = window_report(counter, {"lang": "EN"}, 1_000_200.0, items, tracked)
+    assert english["totals"] == {"twitter": {"negative": 3}} and english["lang"] == "en"
+    news = window_report(
+        counter, {"term": "Climate", "source": "newsapi"}, 1_000_200.0, items, tracked
+    )
+    assert news["totals"] == {"newsapi": {"neutral": 4}} and news["window_count"] == 1
+    assert news["term_totals"] == {"Climate": {"neutral": 4}, "AI": {}}
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"term": "untracked"}, "not tracked"),
+        ({"lang": "english!"}, "lang must be"),
+        ({"term": "Climate", "lang": "en"}, "not both"),
+    ],
+)
+def test_an_untracked_term_or_a_bad_language_is_a_400(
+    app: StreamApp, query: dict[str, str], message: str
+) -> None:
+    with pytest.raises(BadRequest, match=message):
+        window_report(app.parts.tables.hate["tumbling"], query, 0.0, [], ["Climate"])
