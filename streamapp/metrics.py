@@ -96,7 +96,7 @@ class _StateCollector(Collector):
         yield lag
         sizes = GaugeMetricFamily(
             "streamapp_table_keys",
-            "Keys (label x source partition x window) in this worker's table partitions.",
+            "Keys (source x input partition x window) in this worker's table partitions.",
             labels=["table"],
         )
         for counter in parts.tables.all:
