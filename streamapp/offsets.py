@@ -10,7 +10,7 @@ again, and the skipped messages would never be processed.
 The sequencer knows the next offset each partition must deliver (initially the committed
 offset; with none committed, the partition's first offset, which is where Faust's "earliest"
 reset starts it: the skip happens there too, and taking the stream as it came lost the
-skipped messages in one SIGKILL restart in three) and sorts every incoming event:
+skipped messages in 3 of 5 SIGKILL test runs) and sorts every incoming event:
 
 * offset == expected: processed, in order (which the tables' offset watermarks rely on);
 * offset <  expected: already processed (a re-seek delivered it again): acked, not redone;
