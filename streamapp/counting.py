@@ -51,7 +51,7 @@ KEY_SEP = "|"
 #: The language of a message whose language is not known.
 UNKNOWN_LANGUAGE = "und"
 
-#: A stored value: `{"o": highest source offset counted, "c": {"lang|label": count}}`.
+#: A stored value: `{"o": highest source offset counted, "c": {"facet|label": count}}`.
 CountValue = dict[str, Any]
 Window = tuple[float, float]
 TableKey = tuple[str, Window]
@@ -276,9 +276,8 @@ def apply_counts(store: CountStore, counts: Iterable[Count], ranges: WindowRange
     for (topic, partition), writes in plan(counts, ranges).items():
         with store.partition(topic, partition):
             for key, entries in writes.items():
+                # Never a value of the old layout: its keys have four fields, these three.
                 current = store.get(key)
-                if current is not None and is_legacy(current):
-                    current = None  # an old layout's key name never matches a new one
                 new = merge(current, entries)
                 if new is None:
                     continue
@@ -312,14 +311,23 @@ def summarise(
     return out
 
 
-def facet_values(items: Items) -> tuple[set[str], set[str]]:
-    """The terms and the languages that have counts in `items`."""
+class Known(NamedTuple):
+    sources: set[str]
+    terms: set[str]
+    languages: set[str]
+
+
+def known_values(items: Items) -> Known:
+    """The sources, terms and languages that have counts in `items`."""
+    sources: set[str] = set()
     names: set[str] = set()
     for (key, _window), value in items:
-        names.update(split_cell(name)[0] for name in cells_of(key, value)[1])
+        source, cells = cells_of(key, value)
+        sources.add(source)
+        names.update(split_cell(name)[0] for name in cells)
     terms = {n.removeprefix("term=") for n in names if n.startswith("term=")}
     langs = {n.removeprefix("lang=") for n in names if n.startswith("lang=")}
-    return terms, langs
+    return Known(sources, terms, langs)
 
 
 class MemoryCountStore:

@@ -242,21 +242,21 @@ class OffsetSequencer:
             if now - self._last_progress.get(tp, now) <= self.stall_seconds:
                 continue
             end = self.consumer.highwater(tp)
-            if end is not None and end > expected:
-                stalled[tp] = expected
-        if not stalled:
-            return
-        for tp, expected in stalled.items():
+            if end is None or end <= expected:
+                continue
             log.warning(
                 "%s[%d] delivered nothing for %.0fs with %d messages waiting; reading it "
                 "again from offset %d",
                 tp.topic,
                 tp.partition,
                 now - self._last_progress[tp],
-                (self.consumer.highwater(tp) or expected) - expected,
+                end - expected,
                 expected,
             )
             self._last_progress[tp] = now  # the next try after another stall_seconds
+            stalled[tp] = expected
+        if not stalled:
+            return
         await self.consumer.seek(stalled)
         self.stall_seeks += len(stalled)
 

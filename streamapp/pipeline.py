@@ -284,8 +284,6 @@ class Pipeline:
         self.stats.last_batch_at = time.time()
 
     def _terms(self, record: InputRecord, text: str) -> list[str]:
-        if not self.terms:
-            return []
         tags = record.rule_tags if isinstance(record, Tweet) else None
         return self.terms.match(text, tags or ())
 

@@ -10,13 +10,13 @@ import socket
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
-from streamapp.terms import parse_terms
+from streamapp.terms import Terms
 
 ENV_PREFIX = "STREAMAPP_"
 Backend = Literal["offline", "expertai", "transformers"]
@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         "", description="comma-separated ISO 639-1 codes to classify; empty = all"
     )
     detect_language: bool = Field(True, description="detect the language when a source omits it")
-    terms: Annotated[list[str], NoDecode] = Field(
+    terms: Terms = Field(
         default_factory=list,
         description="comma-separated terms to track across all sources: counted per term, "
         "and what sources without a query of their own ask for (see streamapp/terms.py)",
@@ -192,11 +192,6 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"expected ISO 639-1 codes like en,de; got {bad}")
         return ",".join(codes)
-
-    @field_validator("terms", mode="before")
-    @classmethod
-    def _terms(cls, value: object) -> list[str]:
-        return parse_terms(value)
 
     @property
     def language_set(self) -> frozenset[str] | None:

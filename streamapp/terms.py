@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Annotated
 
-#: Bounds that keep the table keys and the matcher small: each term is one key per label,
-#: partition and window.
+from pydantic import BeforeValidator
+from pydantic_settings import NoDecode
+
+#: Bounds that keep the table values and the matcher small: each term adds a count per label
+#: to every table value (see counting.py).
 MAX_TERMS = 100
 MAX_TERM_LENGTH = 100
 #: The table keys' separator (`counting.KEY_SEP`) and the list separator cannot be in a term.
@@ -43,12 +47,16 @@ def parse_terms(value: object) -> list[str]:
         if len(term) > MAX_TERM_LENGTH:
             raise ValueError(f"term {term[:20]!r}... is longer than {MAX_TERM_LENGTH} characters")
         if _FORBIDDEN & set(term):
-            raise ValueError(f"term {term!r} contains '|' (the table key separator)")
+            raise ValueError(f"term {term!r} contains '|' (the table separator) or ','")
         seen.add(term.casefold())
         out.append(term)
     if len(out) > MAX_TERMS:
         raise ValueError(f"at most {MAX_TERMS} terms, got {len(out)}")
     return out
+
+
+#: A settings field holding terms: read as `parse_terms` reads them (not as JSON).
+Terms = Annotated[list[str], NoDecode, BeforeValidator(parse_terms)]
 
 
 def newsapi_query(terms: Sequence[str]) -> str:

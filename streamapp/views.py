@@ -24,7 +24,7 @@ from faust.types import AppT
 from faust.web import Request, Response, View
 
 from streamapp.cluster import Gathered, Item, decode_items, encode_items, sum_numbers, union
-from streamapp.counting import cells_of, facet, facet_values, split_cell, summarise
+from streamapp.counting import cells_of, facet, known_values, split_cell, summarise
 from streamapp.health import AgentProgress, any_reachable, assess
 from streamapp.tables import WindowedCounter
 
@@ -132,8 +132,7 @@ def window_report(
     term, lang = facet_of(query, tracked)
     size = float(counter.window.size)
     every = summarise(items, term=term, lang=lang)
-    known = sorted({src for counts in summarise(items).values() for src in counts})
-    _terms, languages = facet_values(items)
+    known = known_values(items)
     windows = every
     if source is not None:
         windows = {rng: {source: c[source]} for rng, c in every.items() if source in c}
@@ -152,8 +151,8 @@ def window_report(
         "term": term or None,
         "lang": lang or None,
         # Sources with counts in the kept windows: a `source` outside them reads as empty.
-        "known_sources": known,
-        "known_languages": sorted(languages),
+        "known_sources": sorted(known.sources),
+        "known_languages": sorted(known.languages),
         "terms": list(tracked),
         "now": now,
         "now_time": iso(now),

@@ -46,7 +46,7 @@ from streamapp.settings import format_errors
 from streamapp.sources.base import RecordOutput, Source, SourceError
 from streamapp.sources.runner import main_for
 from streamapp.sources.state import write_atomically
-from streamapp.terms import parse_terms
+from streamapp.terms import Terms
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,7 @@ class JetstreamSettings(BaseSettings):
     url: str = DEFAULT_URL
     #: Comma separated; empty = the tracked terms (`STREAMAPP_TERMS`), or every post if none.
     keywords: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    tracked_terms: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias="STREAMAPP_TERMS"
-    )
+    tracked_terms: Terms = Field(default_factory=list, validation_alias="STREAMAPP_TERMS")
     rewind_seconds: float = Field(5.0, ge=0, description="resume this far before the cursor")
     state_dir: Path = Path(".streamapp-data/jetstream")
     reconnect_initial_delay: float = Field(1.0, gt=0)
@@ -102,11 +100,6 @@ class JetstreamSettings(BaseSettings):
             if word and word.casefold() not in {w.casefold() for w in out}:
                 out.append(word)
         return out
-
-    @field_validator("tracked_terms", mode="before")
-    @classmethod
-    def _terms(cls, value: Any) -> list[str]:
-        return parse_terms(value)
 
     @model_validator(mode="after")
     def _delays(self) -> JetstreamSettings:

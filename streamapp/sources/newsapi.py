@@ -38,13 +38,13 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import requests
 from newsapi import NewsApiClient, const
 from newsapi.newsapi_exception import NewsAPIException
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamapp.decoding import SchemaError, check_fields
 from streamapp.models import NewsArticle, newsapi_fields
@@ -53,7 +53,7 @@ from streamapp.sources.base import RecordOutput, Source, SourceError
 from streamapp.sources.http import RebasingSession
 from streamapp.sources.runner import main_for
 from streamapp.sources.state import write_atomically
-from streamapp.terms import newsapi_query, parse_terms
+from streamapp.terms import Terms, newsapi_query
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,7 @@ class NewsApiSettings(BaseSettings):
     #: `q`: keywords or a phrase (NewsAPI's search syntax: AND/OR/NOT, "quotes", +must, -not).
     #: Unset (with no sources or domains either): any of the tracked terms (`STREAMAPP_TERMS`).
     query: str | None = Field(None, max_length=500)
-    tracked_terms: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias="STREAMAPP_TERMS"
-    )
+    tracked_terms: Terms = Field(default_factory=list, validation_alias="STREAMAPP_TERMS")
     #: ISO-639-1 code; None = all languages. Also stored as the records' `lang`.
     language: str | None = None
     #: Comma-separated source ids (at most 20), e.g. "bbc-news,reuters".
@@ -157,11 +155,6 @@ class NewsApiSettings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/")
-
-    @field_validator("tracked_terms", mode="before")
-    @classmethod
-    def _terms(cls, value: Any) -> list[str]:
-        return parse_terms(value)
 
     @model_validator(mode="after")
     def _scope(self) -> NewsApiSettings:

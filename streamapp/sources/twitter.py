@@ -31,12 +31,12 @@ import logging
 import sys
 import threading
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import requests
 import tweepy
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamapp.models import Tweet
 from streamapp.settings import format_errors
@@ -44,7 +44,7 @@ from streamapp.sources.base import RecordOutput, Source, SourceError
 from streamapp.sources.http import RebasingSession
 from streamapp.sources.output import ThreadBridge
 from streamapp.sources.runner import main_for
-from streamapp.terms import parse_terms
+from streamapp.terms import Terms
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,7 @@ class TwitterSettings(BaseSettings):
     #: JSON list of `{"value": ..., "tag": ...}` filtered-stream rules; unset: one rule per
     #: tracked term (`STREAMAPP_TERMS`), tagged with it.
     rules: list[Rule] = Field(default_factory=list)
-    tracked_terms: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias="STREAMAPP_TERMS"
-    )
+    tracked_terms: Terms = Field(default_factory=list, validation_alias="STREAMAPP_TERMS")
     #: Delete the account's rules that `rules` does not list (off: they are shared).
     delete_stale_rules: bool = False
     base_url: str = TWITTER_API
@@ -78,11 +76,6 @@ class TwitterSettings(BaseSettings):
     retry_initial: float = Field(1.0, gt=0)
     retry_max: float = Field(60.0, gt=0)
     bearer_token: SecretStr | None = Field(None, validation_alias="TWITTER_BEARER_TOKEN")
-
-    @field_validator("tracked_terms", mode="before")
-    @classmethod
-    def _terms(cls, value: Any) -> list[str]:
-        return parse_terms(value)
 
     @model_validator(mode="after")
     def _rules_from_terms(self) -> TwitterSettings:

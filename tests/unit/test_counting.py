@@ -17,9 +17,9 @@ from streamapp.counting import (
     batch_counts,
     counts_for,
     facet,
-    facet_values,
     hate_labels,
     is_repeat,
+    known_values,
     last_per_id,
     merge,
     split_key,
@@ -241,7 +241,7 @@ def test_values_of_the_layout_before_are_read_as_totals() -> None:
     ]
     assert summarise(items) == {w: {"twitter": {"neutral": 5}}}
     assert summarise(items, lang="en") == {w: {"twitter": {"neutral": 3}}}
-    assert facet_values(items) == (set(), {"en"})
+    assert known_values(items) == ({"twitter"}, set(), {"en"})
 
 
 def test_count_keys_round_trip() -> None:
@@ -298,4 +298,4 @@ def test_facets_sum_to_the_total_and_keep_exactly_once_counts() -> None:
     assert sum(sum(c.values()) for c in by_lang) == 25
     assert flat(summarise(items, lang="en")) == {"negative": 4, "neutral": 5}
     assert flat(summarise(items, term="ai")) == {"negative": 6, "neutral": 1}
-    assert facet_values(items) == ({"ai"}, {"en", "de", "und"})
+    assert known_values(items) == ({"twitter"}, {"ai"}, {"en", "de", "und"})
