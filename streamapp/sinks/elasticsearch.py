@@ -1,5 +1,13 @@
 """Bulk writes of classified documents to Elasticsearch, idempotent by document id.
 
+Idempotent across rollovers too (`streamapp.retention`): `positions()` looks for each id in the
+alias's write index and the index before it, and `write()` deletes the copy of a document
+found in another index than the one its new version went to (the older index, after the write
+index acknowledged the new one), so that an id keeps one document when a message is delivered
+again just after a rollover. A repeat of a message
+older than the index before the write index is stored again: looking further back would cost
+one read per index and document in every batch.
+
 Delivery contract (what the agents rely on to commit Kafka offsets only after indexing):
 `write()` returns only when every document is either acknowledged by Elasticsearch or
 permanently rejected by it (returned as a Rejection for the dead-letter topic). Outages,
@@ -12,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +31,7 @@ from elasticsearch import exceptions as es_exc
 
 from streamapp.settings import Settings
 from streamapp.sinks.base import Rejection, StoredPosition
+from streamapp.sinks.indices import chain_for
 from streamapp.sinks.mappings import (
     NEWS_PROPERTIES,
     POSITION_FIELDS,
@@ -38,6 +48,12 @@ RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
 
 MAX_ID_BYTES = 512
 
+#: How many of an alias's newest indices `positions()` looks in (the write index and the one
+#: before it), and how long it trusts its list of them (a rollover by another worker is seen
+#: at the latest this much later; one seen in a bulk response at once).
+LOOKUP_DEPTH = 2
+CHAIN_TTL = 10.0
+
 
 class ElasticsearchSink:
     """A `sinks.base.DocumentSink`: one alias per document kind (tweets, news)."""
@@ -51,6 +67,10 @@ class ElasticsearchSink:
         }
         self.retries = 0  # transient failures seen, for /health and tests
         self.available = False
+        # alias -> (trusted until, newest indices, write index first)
+        self._chains: dict[str, tuple[float, list[str]]] = {}
+        # alias -> {id: indices} where `positions` found ids; read by the next `write`
+        self._found: dict[str, dict[str, list[str]]] = {}
 
     async def close(self) -> None:
         await self.client.close()
@@ -107,24 +127,93 @@ class ElasticsearchSink:
         (None values for documents indexed before positions were recorded)."""
         if not ids:
             return {}
-        resp = await self._retrying(
-            f"mget {alias}",
-            lambda: self.client.mget(
-                index=alias, ids=list(ids), source_includes=list(POSITION_FIELDS)
-            ),
-        )
-        found = {}
+        chain = await self._chain(alias)
+        if len(chain) == 1:
+            resp = await self._retrying(
+                f"mget {alias}",
+                # The index, not the alias: should another worker have rolled the alias over
+                # since `_chain` looked, the alias would refuse a read by id.
+                lambda: self.client.mget(
+                    index=chain[0], ids=list(ids), source_includes=list(POSITION_FIELDS)
+                ),
+            )
+        else:
+            # An alias of several indices cannot be read by id; each index is asked.
+            resp = await self._retrying(
+                f"mget {alias}",
+                lambda: self.client.mget(
+                    docs=[{"_index": index, "_id": i} for index in chain for i in ids],
+                    source_includes=list(POSITION_FIELDS),
+                ),
+            )
+        found: dict[str, StoredPosition] = {}
+        # One batch at a time per alias: what an earlier, failed batch found is stale.
+        where = self._found[alias] = {}
         for doc in resp["docs"]:
-            if doc.get("found"):
+            if not doc.get("found"):
+                continue  # absent, or an index deleted meanwhile
+            doc_id = doc["_id"]
+            where.setdefault(doc_id, []).append(doc["_index"])
+            if doc_id not in found:  # the write index's copy first
                 src = doc.get("_source") or {}
-                found[doc["_id"]] = tuple(src.get(f) for f in POSITION_FIELDS)
-        return found  # type: ignore[return-value]
+                found[doc_id] = tuple(src.get(f) for f in POSITION_FIELDS)  # type: ignore[assignment]
+        return found
+
+    async def _chain(self, alias: str) -> list[str]:
+        now = time.monotonic()
+        cached = self._chains.get(alias)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        body = (
+            await self._retrying(
+                f"aliases of {alias}", lambda: self.client.indices.get_alias(name=alias)
+            )
+        ).body
+        chain = list(chain_for(body, alias, LOOKUP_DEPTH)) or [alias]
+        self._chains[alias] = (now + CHAIN_TTL, chain)
+        return chain
 
     # -- writes ----------------------------------------------------------------------
     async def write(
         self, alias: str, docs: Sequence[tuple[str, dict[str, Any]]]
     ) -> list[Rejection]:
         """Index `(id, document)` pairs; return the documents Elasticsearch refused."""
+        found = self._found.pop(alias, {})
+        written: dict[str, str] = {}
+        rejected = await self._index(alias, docs, written)
+        # Only once the new version is stored (a refused document keeps its old one), and
+        # told by Elasticsearch where it went: the list of indices may be stale.
+        stale = [
+            (index, doc_id)
+            for doc_id, index_written in written.items()
+            for index in found.get(doc_id, ())
+            if index != index_written
+        ]
+        if stale:
+            await self._delete(stale)
+        return rejected
+
+    async def _delete(self, stale: list[tuple[str, str]]) -> None:
+        """Delete older copies of documents (`(index, id)`); gone already is fine."""
+        operations = [{"delete": {"_index": index, "_id": i}} for index, i in stale]
+        resp = await self._retrying(
+            "delete moved documents", lambda: self.client.bulk(operations=operations)
+        )
+        for item in resp["items"]:
+            result = item["delete"]
+            if int(result.get("status", 0)) not in (200, 404):
+                # The older copy stays: the next delivery of this id deletes it again.
+                log.warning(
+                    "could not delete %s from %s after moving it: %s",
+                    result.get("_id"),
+                    result.get("_index"),
+                    result.get("error"),
+                )
+
+    async def _index(
+        self, alias: str, docs: Sequence[tuple[str, dict[str, Any]]], written: dict[str, str]
+    ) -> list[Rejection]:
+        """Index through the alias; `written` gets the index each stored document went to."""
         rejected: list[Rejection] = []
         pending = []
         for doc_id, doc in docs:
@@ -154,8 +243,8 @@ class ElasticsearchSink:
                     # Too large, or one document invalidates the whole request: bisect
                     # until the offending document stands alone.
                     half = len(pending) // 2
-                    rejected += await self.write(alias, pending[:half])
-                    rejected += await self.write(alias, pending[half:])
+                    rejected += await self._index(alias, pending[:half], written)
+                    rejected += await self._index(alias, pending[half:], written)
                     return rejected
                 if exc.meta.status in (400, 413):
                     doc_id = pending[0][0]
@@ -177,10 +266,16 @@ class ElasticsearchSink:
                 continue
             self.available = True
             retry_later = []
+            chain = self._chains.get(alias)
             for (doc_id, doc), item in zip(pending, resp["items"], strict=True):
                 result = item["index"]
                 status = int(result.get("status", 0))
                 if 200 <= status < 300:
+                    written[doc_id] = result["_index"]
+                    if chain is not None and result["_index"] != chain[1][0]:
+                        # Rolled over by another worker: look again before the next read.
+                        self._chains.pop(alias, None)
+                        chain = None
                     continue
                 error = result.get("error") or {}
                 if status in RETRYABLE_STATUSES:
