@@ -24,6 +24,7 @@ from streamapp.errors import ServiceUnreachable, UnreachableExit
 from streamapp.faust_compat import ConsumerPositions
 from streamapp.metrics import Metrics, register_metrics
 from streamapp.offsets import OffsetSequencer
+from streamapp.retention import register_retention
 from streamapp.runtime import Runtime
 from streamapp.settings import Settings
 from streamapp.sinks.deadletter import DeadLetterQueue
@@ -153,6 +154,7 @@ def create_app(settings: Settings) -> StreamApp:
     )
     register_views(app)
     register_alerts(app, app.parts)
+    register_retention(app, app.parts)
     register_dashboard(app)
     register_metrics(app)
     register_not_found(app)

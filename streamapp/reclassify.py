@@ -3,17 +3,20 @@
     python -m streamapp.reclassify tweets|news [--since ISO] [--until ISO] [--batch-size 500]
 
 Documents keep the labels of the model that classified them (`classifier_version` says
-which). After a model change this copies the alias's write index into a new index,
-re-classifying the documents processed in `[since, until)` (all of them by default) with the
-configured backend and copying the others as they are, then moves the alias to the new index
-in one atomic step. The worker keeps running throughout: what it writes meanwhile is copied
-too (the copy follows `processed_at`, so documents written during the copy come last), and
-after the switch a last pass copies what reached the old index before the switch without
-overwriting what the worker has already written to the new one.
+which). After a model change this copies each index behind the alias (one per rollover, see
+`streamapp.retention`; the write index last) into a new one, re-classifying the documents
+processed in `[since, until)` (all of them by default) with the configured backend and copying
+the others as they are, then swaps the copy for the original in the alias in one atomic step.
+Indices with nothing processed in the range are left as they are. The worker keeps running
+throughout: what it writes meanwhile is copied too (the copy follows `processed_at`, so
+documents written during the copy come last), and after the switch a last pass copies what
+reached the old index before the switch without overwriting what the worker has already
+written to the new one. An index the alias rolls over to during the run is the worker's,
+classified by the model it runs, and is not copied.
 
 Resumable: progress is saved after every batch in a state file (`STREAMAPP_DATA_DIR`); run the
-same command again after an interruption and it continues where it stopped. The old index is
-kept (the command prints how to delete it).
+same command again after an interruption and it continues where it stopped. The old indices
+are kept (the command prints how to delete them).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ from streamapp.classifiers.routing import Router
 from streamapp.models import _strip_truncation
 from streamapp.settings import Settings, load_settings
 from streamapp.sinks.elasticsearch import make_client
+from streamapp.sinks.indices import newest_first, write_index_of
 
 #: The analysis fields a re-classification replaces (the rest of a document stays as it is).
 ANALYSIS_FIELDS = (
@@ -58,11 +62,13 @@ class State:
     """What a run has done so far; saved after every batch."""
 
     alias: str
-    source: str
-    target: str
+    source: str  # the index being copied now ...
+    target: str  # ... and its copy
     since: str | None
     until: str | None
-    phase: str = "copy"  # copy -> catch-up -> done
+    phase: str = "copy"  # copy -> catch-up -> (the next of `queue`, or) done
+    queue: list[str] = field(default_factory=list)  # indices still to copy, in order
+    replaced: list[list[str]] = field(default_factory=list)  # [source, target] pairs done
     after: list[Any] | None = None  # sort values of the last document copied
     copied: int = 0
     reclassified: int = 0
@@ -135,9 +141,17 @@ class Reclassifier:
                 s.phase = "catch-up"
                 s.save(self.state_path)
             elif copied == 0:
-                s.phase = "done"
+                self._line(final=True)
+                s.replaced.append([s.source, s.target])
+                if s.queue:
+                    s.source = s.queue.pop(0)
+                    s.target = copy_name(s.source, s.started_at)
+                    s.phase, s.after = "copy", None
+                    if not await self.client.indices.exists(index=s.target):
+                        await self.client.indices.create(index=s.target)
+                else:
+                    s.phase = "done"
                 s.save(self.state_path)
-        self._line(final=True)
         return s
 
     async def _batch(self, overwrite: bool) -> int:
@@ -186,11 +200,13 @@ class Reclassifier:
     async def _switch_alias(self) -> None:
         s = self.state
         current = (await self.client.indices.get_alias(name=s.alias)).body
-        if list(current) == [s.target]:
+        if s.target in current and s.source not in current:
             return  # switched before an interruption that came before the state was saved
+        # Read now, not at the start: the alias may have rolled over to a newer index since.
+        writes = write_index_of(current, s.alias) == s.source
         await self.client.indices.update_aliases(
             actions=[
-                {"add": {"index": s.target, "alias": s.alias, "is_write_index": True}},
+                {"add": {"index": s.target, "alias": s.alias, "is_write_index": writes}},
                 {"remove": {"index": s.source, "alias": s.alias}},
             ]
         )
@@ -200,7 +216,8 @@ class Reclassifier:
         rate = self._copied_here / max(time.monotonic() - self._started, 1e-6)
         share = f" of ~{s.total_at_start:,}" if s.total_at_start else ""
         self.progress.write(
-            f"\r{s.phase}: {s.copied:,}{share} copied, {s.reclassified:,} re-classified, "
+            f"\r{s.source} {s.phase}: {s.copied:,}{share} copied, "
+            f"{s.reclassified:,} re-classified, "
             f"{rate:,.0f} docs/s" + ("\n" if final else "")
         )
         self.progress.flush()
@@ -213,23 +230,57 @@ def _instant(raw: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-async def write_index(client: AsyncElasticsearch, alias: str) -> str:
-    resp = await client.indices.get_alias(name=alias)
-    for index, body in resp.body.items():
-        if body["aliases"][alias].get("is_write_index", len(resp.body) == 1):
-            return str(index)
-    raise SystemExit(f"alias {alias} has no write index")
+def copy_name(source: str, started_at: str) -> str:
+    """alias-v1-000002 -> alias-v1-000002-r<time>; a re-classified index is re-classified to
+    a new time."""
+    started = datetime.fromisoformat(started_at)
+    base = re.sub(r"-r\d{14}$", "", source)
+    name = f"{base}-r{started:%Y%m%d%H%M%S}"
+    if name == source:  # re-classified again within the same second
+        name = f"{base}-r{started + timedelta(seconds=1):%Y%m%d%H%M%S}"
+    return name
 
 
 async def start_state(
     client: AsyncElasticsearch, alias: str, since: str | None, until: str | None
 ) -> State:
-    source = await write_index(client, alias)
-    # alias-v1 -> alias-v1-r<time>; a re-classified index is re-classified to a new time.
-    base = re.sub(r"-r\d{14}$", "", source)
-    target = f"{base}-r{datetime.now(UTC):%Y%m%d%H%M%S}"
-    total = int((await client.count(index=source))["count"])
-    return State(alias, source, target, since, until, total_at_start=total)
+    aliases = (await client.indices.get_alias(name=alias)).body
+    write = write_index_of(aliases, alias)
+    if write is None:
+        raise SystemExit(f"alias {alias} has no write index")
+    # Oldest first, the write index last: what the worker still writes to is copied last.
+    sources = newest_first(aliases, write)[::-1]
+    if since or until:
+        sources = await _touching(client, alias, sources, _instant(since), _instant(until))
+        if not sources:
+            raise SystemExit(f"nothing in {alias} was processed in that range")
+    total = int((await client.count(index=",".join(sources)))["count"])
+    state = State(alias, sources[0], "", since, until, queue=sources[1:], total_at_start=total)
+    state.target = copy_name(state.source, state.started_at)
+    return state
+
+
+async def _touching(
+    client: AsyncElasticsearch,
+    alias: str,
+    indices: list[str],
+    since: datetime | None,
+    until: datetime | None,
+) -> list[str]:
+    """The indices of `indices` holding a document processed in `[since, until)`."""
+    bounds: dict[str, Any] = {}
+    if since is not None:
+        bounds["gte"] = since.isoformat()
+    if until is not None:
+        bounds["lt"] = until.isoformat()
+    resp = await client.search(
+        index=alias,
+        size=0,
+        query={"range": {"processed_at": bounds}},
+        aggs={"by_index": {"terms": {"field": "_index", "size": max(len(indices), 1)}}},
+    )
+    hit = {b["key"] for b in resp["aggregations"]["by_index"]["buckets"]}
+    return [i for i in indices if i in hit]
 
 
 async def reclassify(
@@ -268,9 +319,11 @@ async def reclassify(
             max_batches
         )
         if done.phase == "done":
+            old = ",".join(source for source, _ in done.replaced)
+            new = ", ".join(target for _, target in done.replaced)
             progress.write(
-                f"{alias} now points at {done.target}; the old index {done.source} is kept "
-                f"(delete it with: curl -XDELETE {settings.elasticsearch_url}/{done.source})\n"
+                f"{alias} now points at {new} instead of {old}; the old indices are kept "
+                f"(delete them with: curl -XDELETE {settings.elasticsearch_url}/{old})\n"
             )
         return done
     finally:

@@ -121,6 +121,29 @@ class Settings(BaseSettings):
     news_index: str = "streamapp-news"
     index_shards: int = Field(1, ge=1)
     index_replicas: int = Field(0, ge=0)
+    index_rollover_age: str | None = Field(
+        "1d",
+        pattern=r"^\d+(d|h|m|s)$",
+        description="roll the write index over when it is this old (Elasticsearch time "
+        "units: 1d, 12h); empty: never by age",
+    )
+    index_rollover_size: str | None = Field(
+        "50gb",
+        pattern=r"^\d+(gb|mb|kb|b)$",
+        description="... or when its primary shard is this large; empty: never by size",
+    )
+    index_rollover_docs: int | None = Field(
+        None, ge=1, description="... or when it holds this many documents; unset: never"
+    )
+    retention_days: float | None = Field(
+        None,
+        gt=0,
+        description="delete an index once nothing in it was processed in this many days; "
+        "unset: keep everything",
+    )
+    retention_interval: float = Field(
+        300.0, gt=0, description="seconds between rollover and retention checks (leader)"
+    )
     retry_initial: float = Field(0.5, gt=0, description="first retry delay when ES is down")
     retry_max: float = Field(30.0, gt=0, description="largest retry delay when ES is down")
 
@@ -249,7 +272,14 @@ class Settings(BaseSettings):
     def _data_dir(cls, value: Path) -> Path:
         return Path(str(value).replace("{hostname}", socket.gethostname()))
 
-    @field_validator("web_url", mode="before")
+    @field_validator(
+        "web_url",
+        "index_rollover_age",
+        "index_rollover_size",
+        "index_rollover_docs",
+        "retention_days",
+        mode="before",
+    )
     @classmethod
     def _blank_url(cls, value: object) -> object:
         return blank_is_unset(value)

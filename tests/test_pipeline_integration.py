@@ -332,3 +332,45 @@ async def test_a_message_sent_twice_is_indexed_and_counted_once(
         es.close()
     # The document now points at the later record (the newest write wins).
     assert doc["kafka_topic"] == ns.tweets_topic and doc["kafka_offset"] is not None
+
+
+async def test_across_a_rollover_a_message_sent_twice_is_indexed_and_counted_once(
+    namespace: Namespace, worker_factory
+) -> None:
+    """The worker rolls its index over (40 documents, checked every second) between a
+    message and its repeat: still one document per id and one count per message."""
+    ns = namespace
+    worker = worker_factory(
+        STREAMAPP_INDEX_ROLLOVER_DOCS="40", STREAMAPP_RETENTION_INTERVAL="1"
+    ).start()
+    alias = ns.env["STREAMAPP_TWEETS_INDEX"]
+    es = ns.es()
+    try:
+        first = make_tweets(50, seed=31)
+        await produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, first)
+        wait_for(lambda: es_count(ns) == 50, timeout=60, what="50 documents")
+        indices = wait_for(
+            lambda: len(body := es.indices.get_alias(name=alias).body) == 2 and body,
+            timeout=30,
+            what="the rollover",
+        )
+        new = next(i for i, b in indices.items() if b["aliases"][alias]["is_write_index"])
+        second = first[:20] + make_tweets(10, seed=32)
+        await produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, second)
+        wait_for(
+            lambda: worker.get("/stats/")[1]["pipelines"]["tweets"]["received"] == 80,
+            timeout=60,
+            what="all 80 records processed",
+        )
+        assert es_count(ns) == 60
+        hits = es.search(index=alias, size=200, source=False)["hits"]["hits"]
+        by_index: dict[str, set[str]] = {}
+        for hit in hits:
+            by_index.setdefault(hit["_index"], set()).add(hit["_id"])
+        repeated = {tweet_id for tweet_id, _ in first[:20]}
+        assert repeated <= by_index[new] and len(by_index[new]) == 30, by_index
+        assert sum(map(len, by_index.values())) == 60
+        assert worker.get("/stats/")[1]["pipelines"]["tweets"]["repeats"] == 20
+        assert_tables_match_documents(worker, ns, 60)
+    finally:
+        es.close()
