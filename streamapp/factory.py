@@ -80,6 +80,12 @@ class StreamApp(faust.App):
         # First: batches in progress let go, so that Faust's wait for unacked messages (in
         # `super().on_stop()`) does not wait out a dependency's outage.
         self.parts.runtime.abandon()
+        # ... nor for messages it delivered that no batch took (a batch in progress holds
+        # `take()`'s buffer closed): nothing will ack them now, and Faust would wait until its
+        # shutdown timeout. Not waiting is safe: only acked offsets are committed, so they
+        # come again after the restart. Only now: on a rebalance the wait keeps a revoked
+        # partition's batch from writing its counts while the new owner starts on them.
+        self.conf.stream_wait_empty = False
         await super().on_stop()
         await self.parts.cluster.close()
 
