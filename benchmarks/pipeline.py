@@ -273,11 +273,14 @@ def throughput(cfg: DevstackConfig, n: int, batch_size: int | None, count: int) 
             usage.stop()
             produced_s = producing.result()
             counted = w.counted()
+            # More than one when the run rolled the alias over (STREAMAPP_INDEX_ROLLOVER_*).
+            indices = len(es.indices.get_alias(name=w.index).body) if indexed else 0
         return {
             "workers": count,
             "messages": n,
             "indexed": indexed,
             "counted": counted,
+            "indices": indices,
             "elapsed_s": round(elapsed, 2),
             "msgs_per_s": round(indexed / elapsed, 1),
             "produced_s": round(produced_s, 2),
@@ -405,6 +408,7 @@ def table(results: dict[str, Any]) -> str:
                 for k, v in r["cpu_s_per_1000"].items()
             )
             + f"; tables counted {r['counted']:,} of {r['messages']:,}"
+            + (f"; in {r['indices']} indices" if r.get("indices", 1) > 1 else "")
         )
     lat = results.get("latency")
     if lat:

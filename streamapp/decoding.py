@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from faust.utils.iso8601 import parse as parse_iso8601
 
 from streamapp.faust_compat import record_defaults, record_fields
@@ -42,11 +43,13 @@ def decode(
     if len(raw) > max_bytes:
         return DecodeFailure("oversized", f"message is {len(raw)} bytes, limit is {max_bytes}")
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return DecodeFailure("invalid_json", f"not valid UTF-8 JSON: {exc}")
-    except RecursionError:
-        return DecodeFailure("invalid_json", "JSON nested too deeply to parse")
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # Rare, and stricter than the standard library (NaN, integers beyond 64 bits, deep
+        # nesting): the standard library decides, and its message is the reason.
+        data = _slow_loads(raw)
+    if isinstance(data, DecodeFailure):
+        return data
     if not isinstance(data, dict):
         return DecodeFailure("invalid_json", f"expected a JSON object, got {type(data).__name__}")
     data.pop("__faust", None)
@@ -57,6 +60,15 @@ def decode(
         return model.from_data(fields)
     except (SchemaError, TypeError, ValueError) as exc:
         return DecodeFailure("schema_violation", str(exc))
+
+
+def _slow_loads(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return DecodeFailure("invalid_json", f"not valid UTF-8 JSON: {exc}")
+    except RecursionError:
+        return DecodeFailure("invalid_json", "JSON nested too deeply to parse")
 
 
 def check_fields(model: type[Any], data: dict[str, Any]) -> dict[str, Any]:
