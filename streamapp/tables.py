@@ -35,6 +35,7 @@ from streamapp.counting import (
     TableKey,
     Window,
     apply_counts,
+    shared_step,
     summarise,
 )
 from streamapp.errors import DependencyError
@@ -205,7 +206,10 @@ class WindowedCounter:
         """
         with self.table.recording(writes):
             return apply_counts(
-                _TableStore(self.table, events_by_partition), counts, self.window.ranges
+                _TableStore(self.table, events_by_partition),
+                counts,
+                self.window.ranges,
+                shared_step(self.window.step),
             )
 
     # -- reads ----------------------------------------------------------------

@@ -22,6 +22,7 @@ from streamapp.counting import (
     known_values,
     last_per_id,
     merge,
+    shared_step,
     split_key,
     summarise,
 )
@@ -173,6 +174,43 @@ def test_hopping_windows_count_a_message_in_each_window_it_falls_in() -> None:
     assert all(
         v == {"o": 0, "c": {"|neutral": 1, "lang=und|neutral": 1}} for v in store.values.values()
     )
+
+
+@pytest.mark.parametrize(("size", "step"), [(60.0, 60.0), (300.0, 60.0), (10.0, 5.0)])
+def test_windows_worked_out_per_step_count_as_per_timestamp(size: float, step: float) -> None:
+    """Faust's own windows with a whole-second step depend only on `timestamp // step`:
+    counting with `step` (one `ranges` call per step) gives what one call per timestamp
+    gives."""
+    from faust.windows import HoppingWindow
+
+    window = HoppingWindow(size, step)
+    calls: list[float] = []
+
+    def ranges(ts: float) -> list:
+        calls.append(ts)
+        return window.ranges(ts)
+
+    stamps = [1_000.0 + i * 0.37 for i in range(200)]  # across several steps and windows
+    docs = [(doc(i, label=("positive", "negative")[i % 2]), at(i, i % 3), ts)
+            for i, ts in enumerate(stamps)]  # fmt: skip
+    by_timestamp, by_step = MemoryCountStore(), MemoryCountStore()
+    counts = batch_counts(docs, {}).sentiment
+    assert apply_counts(by_timestamp, counts, window.ranges) == apply_counts(
+        by_step, counts, ranges, step
+    )
+    assert by_step.values == by_timestamp.values and len(by_step.values) > 3
+    assert len(calls) == len({ts // step for ts in stamps}) < len(stamps)
+    assert shared_step(step) == step
+
+
+def test_a_fractional_step_is_not_shared() -> None:
+    """Faust's `ranges` truncates to whole seconds: with a step of 2.5 s, two timestamps of
+    one step can fall in different windows, so each timestamp is worked out on its own."""
+    from faust.windows import HoppingWindow
+
+    window = HoppingWindow(7.5, 2.5)
+    assert window.ranges(1_002.6) != window.ranges(1_004.9)  # 1002.6 // 2.5 == 1004.9 // 2.5
+    assert shared_step(2.5) is None
 
 
 # -- which documents count -----------------------------------------------------------------
