@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -61,7 +62,7 @@ def test_write_index_and_the_chain_the_sink_reads() -> None:
     assert write_index_of(body, "t") == "t-v1-000003"
     assert chain_for(body, "t", 2) == ["t-v1-000003", "t-v1-000002"]
     # One index without a flag is the write index, as Elasticsearch treats it.
-    single = {"t-v1": {"aliases": {"t": {}}}}
+    single: dict[str, Any] = {"t-v1": {"aliases": {"t": {}}}}
     assert write_index_of(single, "t") == "t-v1"
     assert chain_for(single, "t", 2) == ["t-v1"]
     # Several without a flag: none is.
