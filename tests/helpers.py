@@ -365,3 +365,27 @@ def delete_test_data(cfg: DevstackConfig, tag: str) -> None:
         asyncio.run(drop_topics())
     except Exception as exc:
         print(f"could not delete the test's topics ({tag}): {exc}")
+
+
+#: One text the offline model calls positive, one it calls negative.
+LABELLED_TEXTS = ["I love this, what a wonderful day", "the worst service ever, I hate it"]
+
+
+def stored_document(i: int, processed_at: str, **fields: Any) -> dict[str, Any]:
+    """A tweet document as an older model stored it (id `d<i>`, neutral, not hateful, its text
+    positive for even `i` and negative for odd): what re-classification should change."""
+    return {
+        "id": f"d{i}",
+        "source": "twitter",
+        "text": LABELLED_TEXTS[i % 2],
+        "lang": "en",
+        "sentiment_label": "neutral",
+        "sentiment_score": 0.0,
+        "hate": False,
+        "hate_score": 0.0,
+        "hate_categories": [],
+        "classifier": "offline",
+        "classifier_version": "old-model",
+        "processed_at": processed_at,
+        **fields,
+    }

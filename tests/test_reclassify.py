@@ -9,30 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import stored_document
 
 from streamapp.reclassify import reclassify
 from streamapp.settings import Settings
 from streamapp.sinks.elasticsearch import ElasticsearchSink
 
-TEXTS = ["I love this, what a wonderful day", "the worst service ever, I hate it"]
-
 
 def doc(i: int, **fields: Any) -> dict[str, Any]:
-    return {
-        "id": f"d{i}",
-        "source": "twitter",
-        "text": TEXTS[i % 2],
-        "lang": "en",
-        "sentiment_label": "neutral",
-        "sentiment_score": 0.0,
-        "hate": False,
-        "hate_score": 0.0,
-        "hate_categories": [],
-        "classifier": "offline",
-        "classifier_version": "old-model",
-        "processed_at": f"2026-12-01T10:{i:02d}:00+00:00",
-        **fields,
-    }
+    return stored_document(i, f"2026-12-01T10:{i:02d}:00+00:00", **fields)
 
 
 @pytest.mark.integration

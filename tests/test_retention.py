@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import stored_document
 
 from streamapp.reclassify import reclassify
 from streamapp.retention import Retention
@@ -18,29 +19,16 @@ from streamapp.sinks.elasticsearch import ElasticsearchSink
 
 pytestmark = pytest.mark.integration
 
-TEXTS = ["I love this, what a wonderful day", "the worst service ever, I hate it"]
-
 
 def doc(i: int, *, offset: int | None = None, days_ago: float = 0, **fields: Any) -> dict:
+    """Document `d<i>` processed `days_ago`, from offset `offset` (default `i`) of `t`/0."""
     processed = datetime.now(UTC) - timedelta(days=days_ago, seconds=100 - i)
-    return {
-        "id": f"d{i}",
-        "source": "twitter",
-        "text": TEXTS[i % 2],
-        "lang": "en",
-        "sentiment_label": "neutral",
-        "sentiment_score": 0.0,
-        "hate": False,
-        "hate_score": 0.0,
-        "hate_categories": [],
-        "classifier": "offline",
-        "classifier_version": "old-model",
-        "processed_at": processed.isoformat(),
+    position = {
         "kafka_topic": "t",
         "kafka_partition": 0,
         "kafka_offset": i if offset is None else offset,
-        **fields,
     }
+    return stored_document(i, processed.isoformat(), **(position | fields))
 
 
 async def where(es: Any, alias: str) -> dict[str, list[str]]:
