@@ -64,9 +64,12 @@ class Settings(BaseSettings):
     # message Faust delivers while a batch retries then waits outside it, unacked, and holds
     # a SIGTERM during an outage for Faust's whole 60 s wait: not the default until fixed.
     # Larger batches spread the per-batch costs (a bulk request, the changelog writes) over
-    # more messages; the timeout bounds what that costs in latency when traffic is light.
+    # more messages. A short timeout does not make them small under load: what arrives while
+    # a batch runs is the next one. It keeps a moderate stream from waiting: Faust's `take()`
+    # waits out the timeout after each batch (0.5 s gave a p50 of 2.1 s at 1,000 msgs/s,
+    # 0.1 s 1.85 s, for +19% CPU per message at that rate and no loss at full speed).
     batch_size: int = Field(2000, ge=1, le=100_000, description="messages per batch")
-    batch_timeout: float = Field(0.5, gt=0, description="max seconds to fill a batch")
+    batch_timeout: float = Field(0.1, gt=0, description="max seconds to fill a batch")
     max_message_bytes: int = Field(
         256 * 1024, ge=1024, description="larger messages go to the dead-letter topic"
     )
