@@ -30,7 +30,7 @@ from elasticsearch import exceptions as es_exc
 from faust.types import AppT
 
 from streamapp.settings import Settings
-from streamapp.sinks.indices import next_index, write_index_of
+from streamapp.sinks.indices import next_index, parse_index, write_index_of
 
 if TYPE_CHECKING:
     from streamapp.factory import WorkerParts
@@ -109,15 +109,26 @@ class Retention:
         current = write_index_of(names, alias)
         if current is None:
             raise RuntimeError(f"alias {alias} has no write index")
-        target = next_index(current, names)
+        # Indices of the chain no longer (or never) behind the alias count too: a name taken
+        # by one of them would fail every rollover.
+        base = parse_index(current)[0]
+        taken = (
+            await self.client.indices.get(
+                index=f"{base}-*",
+                allow_no_indices=True,
+                expand_wildcards="all",
+                filter_path=["*.settings.index.creation_date"],
+            )
+        ).body
+        target = next_index(current, [*names, *taken])
         try:
             resp = await self.client.indices.rollover(
                 alias=alias, new_index=target, conditions=conditions or None
             )
         except es_exc.BadRequestError as exc:
             if exc.error == "resource_already_exists_exception":
-                # Left by a rollover that created the index but failed before moving the
-                # alias; the next check picks the generation after it.
+                # Created between the look above and now (another check); the next check
+                # picks the generation after it.
                 log.warning("cannot roll %s over to %s: it exists already", alias, target)
                 return None
             raise
