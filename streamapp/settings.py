@@ -65,9 +65,8 @@ class Settings(BaseSettings):
     # a SIGTERM during an outage for Faust's whole 60 s wait: not the default until fixed.
     # Larger batches spread the per-batch costs (a bulk request, the changelog writes) over
     # more messages. A short timeout does not make them small under load: what arrives while
-    # a batch runs is the next one. It keeps a moderate stream from waiting: Faust's `take()`
-    # waits out the timeout after each batch (0.5 s gave a p50 of 2.1 s at 1,000 msgs/s,
-    # 0.1 s 1.85 s, for +19% CPU per message at that rate and no loss at full speed).
+    # a batch runs is the next one. It keeps a moderate stream from waiting, since Faust's
+    # `take()` waits out the timeout after each batch; smaller batches cost CPU per message.
     batch_size: int = Field(2000, ge=1, le=100_000, description="messages per batch")
     batch_timeout: float = Field(0.1, gt=0, description="max seconds to fill a batch")
     max_message_bytes: int = Field(
