@@ -60,9 +60,6 @@ class Settings(BaseSettings):
     dead_letter_topic: str = "streamapp-deadletter"
 
     # -- processing -------------------------------------------------------------
-    # 2000 / 0.5 s measured x1.3 the throughput at the same latency (`make bench`), but a
-    # message Faust delivers while a batch retries then waits outside it, unacked, and holds
-    # a SIGTERM during an outage for Faust's whole 60 s wait: not the default until fixed.
     # Larger batches spread the per-batch costs (a bulk request, the changelog writes) over
     # more messages. A short timeout does not make them small under load: what arrives while
     # a batch runs is the next one. It keeps a moderate stream from waiting, since Faust's
@@ -285,7 +282,7 @@ class Settings(BaseSettings):
         mode="before",
     )
     @classmethod
-    def _blank_url(cls, value: object) -> object:
+    def _blank_is_unset(cls, value: object) -> object:
         return blank_is_unset(value)
 
     @property
