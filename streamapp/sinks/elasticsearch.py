@@ -4,9 +4,9 @@ Idempotent across rollovers too (`streamapp.retention`): `positions()` looks for
 alias's write index and the index before it, and `write()` deletes the copy of a document
 found in another index than the one its new version went to (the older index, after the write
 index acknowledged the new one), so that an id keeps one document when a message is delivered
-again just after a rollover. A repeat of a message
-older than the index before the write index is stored again: looking further back would cost
-one read per index and document in every batch.
+again just after a rollover. A repeat of a message older than the index before the write index
+is stored again: looking further back would cost one read per index and document in every
+batch.
 
 Delivery contract (what the agents rely on to commit Kafka offsets only after indexing):
 `write()` returns only when every document is either acknowledged by Elasticsearch or
@@ -130,24 +130,15 @@ class ElasticsearchSink:
         if not ids:
             return {}
         chain = await self._chain(alias)
-        if len(chain) == 1:
-            resp = await self._retrying(
-                f"mget {alias}",
-                # The index, not the alias: should another worker have rolled the alias over
-                # since `_chain` looked, the alias would refuse a read by id.
-                lambda: self.client.mget(
-                    index=chain[0], ids=list(ids), source_includes=list(POSITION_FIELDS)
-                ),
-            )
-        else:
-            # An alias of several indices cannot be read by id; each index is asked.
-            resp = await self._retrying(
-                f"mget {alias}",
-                lambda: self.client.mget(
-                    docs=[{"_index": index, "_id": i} for index in chain for i in ids],
-                    source_includes=list(POSITION_FIELDS),
-                ),
-            )
+        # Each index by name, never the alias: an alias of several indices (also one another
+        # worker has rolled over since `_chain` looked) refuses a read by id.
+        resp = await self._retrying(
+            f"mget {alias}",
+            lambda: self.client.mget(
+                docs=[{"_index": index, "_id": i} for index in chain for i in ids],
+                source_includes=list(POSITION_FIELDS),
+            ),
+        )
         found: dict[str, StoredPosition] = {}
         # One batch at a time per alias: what an earlier, failed batch found is stale.
         where = self._found[alias] = {}
@@ -171,7 +162,7 @@ class ElasticsearchSink:
                 f"aliases of {alias}", lambda: self.client.indices.get_alias(name=alias)
             )
         ).body
-        chain = list(chain_for(body, alias, LOOKUP_DEPTH)) or [alias]
+        chain = list(chain_for(body, alias, LOOKUP_DEPTH))
         self._chains[alias] = (now + CHAIN_TTL, chain)
         return chain
 
@@ -343,7 +334,7 @@ def _error_reason(error: dict[str, Any]) -> str:
 
 class OrjsonNdjsonSerializer(NdjsonSerializer):
     """Bulk bodies with orjson (the client's own `OrjsonSerializer` covers JSON, not NDJSON):
-    encoding the documents was the largest JSON cost of a batch."""
+    the documents of a bulk request are most of the JSON a batch encodes."""
 
     def json_dumps(self, data: Any) -> bytes:
         return orjson.dumps(data, default=self.default)
