@@ -24,12 +24,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from streamapp.classifiers.routing import Router
 from streamapp.models import _strip_truncation
 from streamapp.settings import Settings, load_settings
 from streamapp.sinks.elasticsearch import make_client
-from streamapp.sinks.indices import newest_first, write_index_of
+from streamapp.sinks.indices import copy_name, newest_first, write_index_of
 
 #: The analysis fields a re-classification replaces (the rest of a document stays as it is).
 ANALYSIS_FIELDS = (
@@ -228,17 +227,6 @@ def _instant(raw: str | None) -> datetime | None:
         return None
     value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def copy_name(source: str, started_at: str) -> str:
-    """alias-v1-000002 -> alias-v1-000002-r<time>; a re-classified index is re-classified to
-    a new time."""
-    started = datetime.fromisoformat(started_at)
-    base = re.sub(r"-r\d{14}$", "", source)
-    name = f"{base}-r{started:%Y%m%d%H%M%S}"
-    if name == source:  # re-classified again within the same second
-        name = f"{base}-r{started + timedelta(seconds=1):%Y%m%d%H%M%S}"
-    return name
 
 
 async def start_state(

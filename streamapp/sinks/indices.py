@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 # `<alias>-v<mapping version>`, then the rollover generation (the first index has none), then
-# a re-classification stamp (`streamapp.reclassify` copies an index to `<name>-r<time>`).
-_NAME = re.compile(
-    r"^(?P<base>.+?-v(?P<version>\d+))(?:-(?P<generation>\d{6}))?(?:-r(?P<stamp>\d{14}))?$"
-)
+# a re-classification stamp (`copy_name`: re-classification copies an index to `<name>-r<time>`).
+_STAMP = r"-r(?P<stamp>\d{14})"
+_NAME = re.compile(rf"^(?P<base>.+?-v(?P<version>\d+))(?:-(?P<generation>\d{{6}}))?(?:{_STAMP})?$")
+_STAMPED = re.compile(rf"{_STAMP}$")
 
 
 def parse_index(name: str) -> tuple[str, int, int, str]:
@@ -63,3 +64,14 @@ def chain_for(aliases: dict[str, Any], alias: str, depth: int) -> Sequence[str]:
     """The `depth` newest indices of an alias, the write index first (where the sink looks
     for a document that may exist already)."""
     return newest_first(aliases, write_index_of(aliases, alias))[:depth]
+
+
+def copy_name(source: str, started_at: str) -> str:
+    """alias-v1-000002 -> alias-v1-000002-r<time>; a re-classified index is re-classified to
+    a new time."""
+    started = datetime.fromisoformat(started_at)
+    base = _STAMPED.sub("", source)
+    name = f"{base}-r{started:%Y%m%d%H%M%S}"
+    if name == source:  # re-classified again within the same second
+        name = f"{base}-r{started + timedelta(seconds=1):%Y%m%d%H%M%S}"
+    return name
