@@ -36,6 +36,7 @@ from faust.web import Request, Response, View
 from mode import Service
 
 from streamapp.counting import HATEFUL_LABEL, MESSAGES_LABEL, Items, Window, summarise
+from streamapp.runtime import on_leader_every
 from streamapp.views import cluster_items, redirect_to
 
 if TYPE_CHECKING:
@@ -312,11 +313,7 @@ def register_alerts(app: AppT, parts: WorkerParts) -> Alerts | None:
     alerts = Alerts(app, parts, loop=app.loop, beacon=app.beacon)
     app.service(alerts)  # type: ignore[arg-type] # an instance is started as it is
 
-    @app.timer(interval=parts.settings.alert_interval, on_leader=True, name="streamapp.alerts")
-    async def check_for_spikes() -> None:
-        try:
-            await alerts.check()
-        except Exception as exc:  # never let a failing check stop the timer
-            log.warning("alert check failed: %s: %s", type(exc).__name__, exc)
-
+    on_leader_every(
+        app, parts.settings.alert_interval, "streamapp.alerts", alerts.check, "alert check"
+    )
     return alerts

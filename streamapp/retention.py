@@ -29,6 +29,7 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch import exceptions as es_exc
 from faust.types import AppT
 
+from streamapp.runtime import on_leader_every
 from streamapp.settings import Settings
 from streamapp.sinks.indices import next_index, parse_index, write_index_of
 
@@ -109,8 +110,8 @@ class Retention:
         current = write_index_of(names, alias)
         if current is None:
             raise RuntimeError(f"alias {alias} has no write index")
-        # Indices of the chain no longer (or never) behind the alias count too: a name taken
-        # by one of them would fail every rollover.
+        # Every index of the chain counts, behind the alias or not (no longer, or never): a
+        # name taken by one of them would fail every rollover.
         base = parse_index(current)[0]
         taken = (
             await self.client.indices.get(
@@ -120,7 +121,7 @@ class Retention:
                 filter_path=["*.settings.index.creation_date"],
             )
         ).body
-        target = next_index(current, [*names, *taken])
+        target = next_index(current, taken)
         try:
             resp = await self.client.indices.rollover(
                 alias=alias, new_index=target, conditions=conditions or None
@@ -195,13 +196,11 @@ def _millis(value: float | None) -> datetime | None:
 def register_retention(app: AppT, parts: WorkerParts) -> Retention:
     retention = Retention(parts.sink.client, parts.settings)
 
-    @app.timer(
-        interval=parts.settings.retention_interval, on_leader=True, name="streamapp.retention"
+    on_leader_every(
+        app,
+        parts.settings.retention_interval,
+        "streamapp.retention",
+        retention.check,
+        "rollover / retention check",
     )
-    async def roll_over_and_expire() -> None:
-        try:
-            await retention.check()
-        except Exception as exc:  # never let a failing check stop the timer
-            log.warning("rollover / retention check failed: %s: %s", type(exc).__name__, exc)
-
     return retention

@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from faust.types import AppT
 from mode import Service
 
 from streamapp.classifiers import Classifier, create_classifier
@@ -142,3 +143,17 @@ class Runtime(Service):
             except Exception:
                 log.exception("error while closing classifier %s", clf.name)
         await self.sink.close()
+
+
+def on_leader_every(
+    app: AppT, interval: float, name: str, check: Callable[[], Awaitable[object]], what: str
+) -> None:
+    """Run `check` every `interval` seconds on the leader worker. A failing check is logged,
+    never raised: an exception would stop the timer, and the next tick tries again."""
+
+    @app.timer(interval=interval, on_leader=True, name=name)
+    async def tick() -> None:
+        try:
+            await check()
+        except Exception as exc:
+            log.warning("%s failed: %s: %s", what, type(exc).__name__, exc)
