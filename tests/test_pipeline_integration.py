@@ -50,6 +50,15 @@ def assert_tables_match_documents(worker, ns: Namespace, n: int) -> None:
     assert view_totals(worker, "hate") == es_hate
 
 
+def wait_received(worker, n: int) -> None:
+    """Until the tweets pipeline has taken `n` records (documents may be fewer: repeats)."""
+    wait_for(
+        lambda: worker.get("/stats/")[1]["pipelines"]["tweets"]["received"] == n,
+        timeout=60,
+        what=f"all {n} records processed",
+    )
+
+
 def assert_term_and_language_counts_match_documents(worker, ns: Namespace, terms) -> None:
     """Per tracked term and per language, the views count what the documents say: the
     documents' `terms` as the worker matched them, their `lang`."""
@@ -317,11 +326,7 @@ async def test_a_message_sent_twice_is_indexed_and_counted_once(
     # Kafka records, plus 10 new messages.
     second = first[:20] + make_tweets(10, seed=22)
     await produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, second)
-    wait_for(
-        lambda: worker.get("/stats/")[1]["pipelines"]["tweets"]["received"] == 80,
-        timeout=60,
-        what="all 80 records processed",
-    )
+    wait_received(worker, 80)
     assert es_count(ns) == 60
     assert_tables_match_documents(worker, ns, 60)
     assert worker.get("/stats/")[1]["pipelines"]["tweets"]["repeats"] == 20
@@ -357,11 +362,7 @@ async def test_across_a_rollover_a_message_sent_twice_is_indexed_and_counted_onc
         new = next(i for i, b in indices.items() if b["aliases"][alias]["is_write_index"])
         second = first[:20] + make_tweets(10, seed=32)
         await produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, second)
-        wait_for(
-            lambda: worker.get("/stats/")[1]["pipelines"]["tweets"]["received"] == 80,
-            timeout=60,
-            what="all 80 records processed",
-        )
+        wait_received(worker, 80)
         assert es_count(ns) == 60
         hits = es.search(index=alias, size=200, source=False)["hits"]["hits"]
         by_index: dict[str, set[str]] = {}
