@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import TP
+from faust.types import TP, TransportT
 
 from streamapp.agents import register_agents
 from streamapp.alerts import register_alerts
 from streamapp.cluster import Cluster
 from streamapp.dashboard import register_dashboard
 from streamapp.errors import ServiceUnreachable, UnreachableExit
-from streamapp.faust_compat import ConsumerPositions
+from streamapp.faust_compat import ConsumerPositions, with_fetch_max_wait
 from streamapp.metrics import Metrics, register_metrics
 from streamapp.offsets import OffsetSequencer
 from streamapp.retention import register_retention
@@ -75,6 +75,9 @@ class StreamApp(faust.App):
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings.app_id, **kwargs)
         self.config = settings
+
+    def _new_transport(self) -> TransportT:
+        return with_fetch_max_wait(super()._new_transport(), self.config.kafka_fetch_max_wait)
 
     async def on_stop(self) -> None:
         # First: batches in progress let go, so that Faust's wait for unacked messages (in

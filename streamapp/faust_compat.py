@@ -1,6 +1,6 @@
 """Every use of a private faust-streaming internal, in one place.
 
-faust-streaming 0.15.3 has no public API for three things the worker needs (and one
+faust-streaming 0.15.3 has no public API for four things the worker needs (and one
 behaviour of its worker to undo, `end_startup_spinner_logging`):
 
 * which event a table write belongs to (`faust.streams._current_event`): a table stores and
@@ -9,7 +9,9 @@ behaviour of its worker to undo, `end_startup_spinner_logging`):
 * a consumer's committed offset per partition, and forgetting a message that will be
   delivered again (`Consumer._committed_offset`, `Consumer._unacked_messages`): see
   `offsets.py`;
-* a record's declared fields and defaults (`Record._options`): see `decoding.py`.
+* a record's declared fields and defaults (`Record._options`): see `decoding.py`;
+* how long the broker may hold a fetch (`with_fetch_max_wait`): Faust passes aiokafka a
+  fixed 1.5 s.
 
 `tests/unit/test_faust_compat.py` exercises each against the installed Faust, so an upgrade
 that renames one fails there rather than in production.
@@ -23,7 +25,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from faust.streams import _current_event
-from faust.types import TP, AppT, EventT, Message
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP, AppT, EventT, Message, TransportT
 
 
 @contextmanager
@@ -92,6 +95,33 @@ def record_defaults(model: type[Any]) -> Mapping[str, Any]:
     """The fields of a Faust Record that have defaults."""
     defaults: Mapping[str, Any] = model._options.defaults
     return defaults
+
+
+class _FetchWaitConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Read by AIOKafkaConsumer.start(), which builds its fetcher with it.
+        consumer._fetch_max_wait_ms = self.consumer.fetch_max_wait_ms  # type: ignore[attr-defined]
+        return consumer
+
+
+class _FetchWaitConsumer(aiokafka_driver.Consumer):
+    fetch_max_wait_ms = 1500  # Faust's own
+
+    def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
+        return _FetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+def with_fetch_max_wait(transport: TransportT, seconds: float) -> TransportT:
+    """`transport`'s worker consumer asks the broker to hold a fetch at most `seconds`.
+
+    The only driver Faust 0.15 has for `kafka://` is aiokafka's; another is returned as is.
+    """
+    if isinstance(transport, aiokafka_driver.Transport):
+        wait_ms = max(1, round(seconds * 1000))
+        consumer = type("Consumer", (_FetchWaitConsumer,), {"fetch_max_wait_ms": wait_ms})
+        transport.Consumer = consumer  # type: ignore[misc]
+    return transport
 
 
 def end_startup_spinner_logging() -> None:

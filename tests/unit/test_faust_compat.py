@@ -121,3 +121,18 @@ def test_root_logger_level_restored_after_the_startup_spinner(app: StreamApp) ->
     finally:
         root.setLevel(saved[0])
         root.handlers[:] = saved[1]
+
+
+async def test_the_worker_consumer_asks_for_the_configured_fetch_wait(tmp_path: Path) -> None:
+    def fetch_wait_ms(app: faust.App) -> int:
+        thread = app.consumer._thread  # type: ignore[attr-defined]
+        consumer = thread._create_worker_consumer(app.transport)
+        wait: int = consumer._fetch_max_wait_ms
+        return wait
+
+    settings = load_settings(
+        table_store="memory://", data_dir=tmp_path / "data", kafka_fetch_max_wait=0.05
+    )
+    assert fetch_wait_ms(create_app(settings)) == 50
+    # What Faust asks for on its own (and the worker did before): the reason for the setting.
+    assert fetch_wait_ms(faust.App("plain", broker=settings.kafka_broker)) == 1500
