@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 # Per-item statuses that mean "try again later", not "this document is bad".
 RETRYABLE_STATUSES = {408, 429, 500, 502, 503, 504}
 
+#: The parts of a bulk response the sink reads: each item keeps its place in the list (every
+#: index result has `_index` and `status`), so items still line up with the request.
+BULK_FIELDS = ["items.*._index", "items.*.status", "items.*.error"]
 
 MAX_ID_BYTES = 512
 
@@ -230,7 +233,9 @@ class ElasticsearchSink:
                 operations.append({"index": {"_index": alias, "_id": doc_id}})
                 operations.append(doc)
             try:
-                resp = await self.client.bulk(operations=operations)
+                # Only what is read below: the full items (version, shards, sequence numbers)
+                # made parsing the response ~4% of a loaded worker's CPU.
+                resp = await self.client.bulk(operations=operations, filter_path=BULK_FIELDS)
             except es_exc.ApiError as exc:
                 if exc.meta.status in (400, 413) and len(pending) > 1:
                     # Too large, or one document invalidates the whole request: bisect
