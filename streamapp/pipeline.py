@@ -34,8 +34,7 @@ from streamapp.models import (
     InputRecord,
     NewsArticle,
     Tweet,
-    classify_record,
-    to_document,
+    document,
 )
 from streamapp.settings import Settings
 from streamapp.sinks.base import DeadLetterSink, DocumentSink
@@ -233,9 +232,7 @@ class Pipeline:
             self.metrics.classify_seconds.labels(topic).observe(time.perf_counter() - started)
         now = datetime.now(UTC)
         docs = [
-            to_document(
-                classify_record(r, a, now, lang=lang, lang_detected=det, terms=self._terms(r, text))
-            )
+            document(r, a, now, lang=lang, lang_detected=det, terms=self._terms(r, text))
             for (r, _), text, a, lang, det in zip(
                 items, texts, analyses, langs, detected, strict=True
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, Optional
 
@@ -11,11 +12,11 @@ from streamapp.dashboard import RECENT_FIELDS
 from streamapp.models import (
     POSITION_FIELDS,
     Analysis,
+    ClassifiedArticle,
     ClassifiedTweet,
     NewsArticle,
     Tweet,
-    classify_record,
-    to_document,
+    document,
 )
 from streamapp.sinks.mappings import NEWS_PROPERTIES, TWEET_PROPERTIES, properties_for
 
@@ -41,8 +42,58 @@ ANALYSIS = Analysis(
 def test_every_document_field_is_in_the_strict_mapping_and_nothing_else(
     record: Any, properties: dict[str, Any]
 ) -> None:
-    doc = to_document(classify_record(record, ANALYSIS, NOW))
+    doc = document(record, ANALYSIS, NOW)
     assert set(doc) | set(POSITION_FIELDS) == set(properties)
+
+
+@pytest.mark.parametrize(
+    ("record", "model"),
+    [
+        (
+            Tweet(id="1", text="hi", created_at=datetime(2026, 11, 30, 8), rule_tags=["x"]),
+            ClassifiedTweet,
+        ),
+        (
+            NewsArticle(url="https://example.org/a", title="A", published_at=NOW, author="B"),
+            ClassifiedArticle,
+        ),
+    ],
+)
+def test_a_document_is_the_classified_records_data_in_json_types(record: Any, model: Any) -> None:
+    analysis = Analysis(
+        sentiment_label="negative",
+        sentiment_score=-0.5,
+        hate=True,
+        hate_score=0.9,
+        hate_categories=["offensive"],
+        classifier="offline",
+        classifier_version="test",
+        fallback_reason="timeout",
+    )
+    doc = document(record, analysis, NOW, lang="de", lang_detected=True, terms=["a b"])
+    classified = model(
+        **{
+            **record.asdict(),
+            **analysis.asdict(),
+            "processed_at": NOW,
+            "lang": "de",
+            "lang_detected": True,
+            "terms": ["a b"],
+        }
+    )
+    expected = {
+        k: (v.replace(tzinfo=v.tzinfo or UTC).isoformat() if isinstance(v, datetime) else v)
+        for k, v in classified.asdict().items()
+    }
+    assert doc == expected
+    # JSON types only: what Elasticsearch and the dashboard read back.
+    assert json.loads(json.dumps(doc)) == doc
+    timestamp = "created_at" if model is ClassifiedTweet else "published_at"
+    assert datetime.fromisoformat(doc[timestamp]).tzinfo is not None
+    # The record's own language when the pipeline gives none; lists never null.
+    plain = document(record, ANALYSIS, NOW)
+    assert plain["lang"] == record.lang
+    assert plain["hate_targets"] == [] and plain["terms"] == []
 
 
 def test_the_dashboard_asks_only_for_mapped_fields() -> None:
