@@ -85,11 +85,6 @@ class NewsArticle(faust.Record, serializer="json", isodates=True):
         parts = [self.title, self.description or "", _strip_truncation(self.content or "")]
         return "\n".join(p for p in parts if p)
 
-    @classmethod
-    def from_newsapi(cls, article: dict[str, Any], *, lang: str | None = None) -> NewsArticle:
-        """Build from one item of NewsAPI's `articles` array (camelCase, nested `source`)."""
-        return cls.from_data(newsapi_fields(article, lang=lang))
-
 
 def newsapi_fields(article: dict[str, Any], *, lang: str | None = None) -> dict[str, Any]:
     """Flatten a NewsAPI article into NewsArticle's field names (values untouched)."""

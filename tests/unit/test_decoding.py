@@ -34,6 +34,21 @@ def test_plain_json_without_faust_metadata_decodes_to_a_tweet() -> None:
     assert tweet.rule_tags == ["weather"]
 
 
+@pytest.mark.parametrize(
+    ("created_at", "expected"),
+    [
+        # Bluesky's createdAt carries milliseconds; Faust's own parser made .789 789 us.
+        ("2026-11-28T10:00:00.789Z", datetime(2026, 11, 28, 10, 0, 0, 789_000, tzinfo=UTC)),
+        ("2026-11-28T12:00:00.5+02:00", datetime(2026, 11, 28, 10, 0, 0, 500_000, tzinfo=UTC)),
+        ("2026-11-28T10:00:00.123456789Z", datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=UTC)),
+    ],
+)
+def test_fractions_of_a_second_are_read_as_fractions(created_at: str, expected: datetime) -> None:
+    tweet = decode(raw({**TWEET, "created_at": created_at}), Tweet, max_bytes=10_000)
+    assert isinstance(tweet, Tweet)
+    assert tweet.created_at == expected
+
+
 def test_optional_fields_may_be_absent_or_null() -> None:
     minimal = {"id": "7", "text": "hi", "created_at": "2026-11-28T10:00:00+00:00", "lang": None}
     tweet = decode(raw(minimal), Tweet, max_bytes=10_000)
