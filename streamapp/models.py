@@ -7,6 +7,7 @@ strict checks applied to input before a record is built.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, List, Optional  # noqa: UP035 - Faust reads these annotations
 
@@ -110,24 +111,36 @@ def _strip_truncation(content: str) -> str:
     return content
 
 
-class Analysis(faust.Record, serializer="json"):
-    """What a classifier says about one text."""
+@dataclass(slots=True)
+class Analysis:
+    """What a classifier says about one text.
+
+    A dataclass, not a Faust record: it never travels on a topic by itself, and one is made
+    for every message (a Faust record took ~8 us to build, this ~1 us).
+    """
 
     sentiment_label: str  # negative | neutral | positive | unclassified
-    sentiment_score: Optional[float]  # -1 (negative) .. 1 (positive); None if unclassified  # noqa: UP045
+    sentiment_score: float | None  # -1 (negative) .. 1 (positive); None if unclassified
     hate: bool
-    hate_score: Optional[float]  # probability-like, 0..1; None if unclassified  # noqa: UP045
-    hate_categories: List[str]  # noqa: UP006
+    hate_score: float | None  # probability-like, 0..1; None if unclassified
+    hate_categories: list[str]
     classifier: str
     classifier_version: str
     # Who or what the hate is aimed at, when the backend says (Expert.ai extractions).
-    hate_targets: Optional[List[str]] = None  # noqa: UP006, UP045
+    hate_targets: list[str] | None = None
     # Set when the configured backend did not classify this text and the fallback did.
-    fallback_reason: Optional[str] = None  # noqa: UP045
+    fallback_reason: str | None = None
 
     def __post_init__(self) -> None:
         if self.hate_targets is None:
             self.hate_targets = []
+
+    def asdict(self) -> dict[str, Any]:
+        """The fields by name (the lists themselves, not copies)."""
+        return {name: getattr(self, name) for name in ANALYSIS_FIELDS}
+
+
+ANALYSIS_FIELDS = tuple(f.name for f in fields(Analysis))
 
 
 class ClassifiedTweet(Tweet, serializer="json", isodates=True):
