@@ -134,18 +134,24 @@ class ElasticsearchSink:
             return {}
         chain = await self._chain(alias)
         # Each index by name, never the alias: an alias of several indices (also one another
-        # worker has rolled over since `_chain` looked) refuses a read by id.
-        resp = await self._retrying(
-            f"mget {alias}",
-            lambda: self.client.mget(
-                docs=[{"_index": index, "_id": i} for index in chain for i in ids],
-                source_includes=list(POSITION_FIELDS),
-            ),
+        # worker has rolled over since `_chain` looked) refuses a read by id. One request per
+        # index, with a list of ids: a document object per id and index cost the worker
+        # ~3% of its CPU to build.
+        responses = await asyncio.gather(
+            *(
+                self._retrying(
+                    f"mget {index}",
+                    lambda index=index: self.client.mget(
+                        index=index, ids=list(ids), source_includes=list(POSITION_FIELDS)
+                    ),
+                )
+                for index in chain
+            )
         )
         found: dict[str, StoredPosition] = {}
         # One batch at a time per alias: what an earlier, failed batch found is stale.
         where = self._found[alias] = {}
-        for doc in resp["docs"]:
+        for doc in (doc for resp in responses for doc in resp["docs"]):
             if not doc.get("found"):
                 continue  # absent, or an index deleted meanwhile
             doc_id = doc["_id"]
