@@ -37,6 +37,15 @@ async def create_topic(bootstrap: str, topic: str) -> None:
         await admin.close()
 
 
+async def delete_topic(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
 def _document(value: bytes, analysis: Any | None) -> dict[str, Any]:
     doc = json.loads(value)
     if analysis is not None:
@@ -127,3 +136,4 @@ async def run_baseline(
         await consumer.stop()
         await es.indices.delete(index=index, ignore_unavailable=True)
         await es.close()
+        await delete_topic(bootstrap, topic)

@@ -48,6 +48,7 @@ from elasticsearch import Elasticsearch
 
 from benchmarks.baselines import run_baseline
 from benchmarks.procstat import Usage
+from devstack.cleanup import delete_namespace
 from devstack.config import PROJECT_ROOT, DevstackConfig
 from devstack.elasticsearch import ElasticsearchService
 from devstack.kafka import KafkaService
@@ -241,6 +242,8 @@ def workers(cfg: DevstackConfig, count: int, batch_size: int | None) -> Iterator
             p.wait(timeout=60)
         for f in logs:
             f.close()
+        # Left behind, a run's topics and indices add up and weigh on later runs.
+        delete_namespace(cfg, tag)
 
 
 def service_pids(cfg: DevstackConfig) -> dict[str, int]:

@@ -12,8 +12,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import ARTIFACTS, Namespace, Worker, delete_test_data, free_port, unique
+from helpers import ARTIFACTS, Namespace, Worker, free_port, unique
 
+from devstack.cleanup import delete_namespace
 from devstack.config import DevstackConfig
 from devstack.elasticsearch import ElasticsearchService
 from devstack.kafka import KafkaService
@@ -80,7 +81,7 @@ def namespace(
     yield ns
     report = getattr(request.node, "report_call", None)
     if report is not None and report.passed and os.environ.get("STREAMAPP_TEST_KEEP_DATA") != "1":
-        delete_test_data(devstack, tag)
+        delete_namespace(devstack, tag)
 
 
 @pytest.fixture

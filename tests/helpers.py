@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from elasticsearch import Elasticsearch, NotFoundError
+from elasticsearch import Elasticsearch
 
 from devstack.config import PROJECT_ROOT, DevstackConfig
 
@@ -325,46 +325,6 @@ def view_totals(worker: Worker, view: str) -> dict[str, dict[str, int]]:
 
 def total(counts: dict[str, dict[str, int]], label: str | None = None) -> int:
     return sum(n for labels in counts.values() for lab, n in labels.items() if label in (None, lab))
-
-
-def delete_test_data(cfg: DevstackConfig, tag: str) -> None:
-    """Drop one test's indices, index templates and topics (Faust's internal ones included:
-    their names carry the app id, which carries the tag)."""
-    es = Elasticsearch(cfg.elasticsearch_url, request_timeout=30)
-    try:
-        # Deleting by wildcard is refused by default (action.destructive_requires_name).
-        names = list(
-            es.indices.get(index=f"*{tag}*", allow_no_indices=True, expand_wildcards="all")
-        )
-        if names:
-            es.indices.delete(index=",".join(names))
-        try:
-            templates = es.indices.get_index_template(name=f"*{tag}*")["index_templates"]
-        except NotFoundError:  # the test created none
-            templates = []
-        for template in templates:
-            es.indices.delete_index_template(name=template["name"])
-    except Exception as exc:  # cleanup must never fail a passed test
-        print(f"could not delete the test's indices ({tag}): {exc}")
-    finally:
-        es.close()
-
-    async def drop_topics() -> None:
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=cfg.kafka_bootstrap)
-        await admin.start()
-        try:
-            topics = [t for t in await admin.list_topics() if tag in t]
-            if topics:
-                await admin.delete_topics(topics)
-        finally:
-            await admin.close()
-
-    try:
-        asyncio.run(drop_topics())
-    except Exception as exc:
-        print(f"could not delete the test's topics ({tag}): {exc}")
 
 
 #: One text the offline model calls positive, one it calls negative.
