@@ -65,9 +65,14 @@ def newsapi_query(terms: Sequence[str]) -> str:
 
 
 class TermMatcher:
-    """Which of the tracked terms each message matches (see the module docstring).
+    r"""Which of the tracked terms each message matches (see the module docstring).
 
-    One compiled alternation scans each text once, in C, whatever the number of terms.
+    One compiled alternation scans each text once, in C, whatever the number of terms. The
+    text is lower-cased first and the pattern has no lookbehind: a case-insensitive pattern
+    that starts with `(?<!\w)` cannot skip ahead to a term's first letter and tries every
+    position (3x slower; 6% of a loaded worker's CPU with five terms). A hit preceded by a
+    word character is checked here instead, and the scan goes on from the next position: the
+    same hits as `(?<!\w)(?:terms)(?!\w)` with IGNORECASE (tested).
     """
 
     def __init__(self, terms: Sequence[str]) -> None:
@@ -75,13 +80,13 @@ class TermMatcher:
         self._canonical = {t.casefold(): t for t in self.terms}
         self._pattern: re.Pattern[str] | None = None
         if self.terms:
-            # Longest first, so a phrase wins over a term it starts with. Lookarounds instead
-            # of \b so terms that start or end with a symbol (#tag, c++) match too.
+            # Longest first, so a phrase wins over a term it starts with. A lookahead instead
+            # of \b so terms that end with a symbol (c++) match too.
             alternatives = "|".join(
-                re.escape(t).replace(r"\ ", r"\s+")
+                re.escape(t.lower()).replace(r"\ ", r"\s+")
                 for t in sorted(self.terms, key=len, reverse=True)
             )
-            self._pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+            self._pattern = re.compile(rf"(?:{alternatives})(?!\w)")
 
     def __bool__(self) -> bool:
         return bool(self.terms)
@@ -90,7 +95,25 @@ class TermMatcher:
         """The tracked terms `text` or `tags` hold, each once, in the settings' order."""
         if self._pattern is None:
             return []
-        found = {self._canonical[t.casefold()] for t in tags if t.casefold() in self._canonical}
-        for hit in self._pattern.findall(text):
-            found.add(self._canonical[" ".join(hit.split()).casefold()])
+        canonical = self._canonical
+        found: set[str] = set()
+        for tag in tags:
+            term = canonical.get(tag.casefold())
+            if term is not None:
+                found.add(term)
+        lowered = text.lower()
+        search = self._pattern.search
+        hit = search(lowered)
+        while hit is not None:
+            start = hit.start()
+            if start and _is_word_character(lowered[start - 1]):
+                hit = search(lowered, start + 1)  # a term may still start inside this hit
+                continue
+            found.add(canonical[" ".join(hit.group().split()).casefold()])
+            hit = search(lowered, hit.end())
         return [t for t in self.terms if t in found] if found else []
+
+
+def _is_word_character(char: str) -> bool:
+    r"""What `\w` matches in a str pattern: letters and digits of any script, and `_`."""
+    return char.isalnum() or char == "_"

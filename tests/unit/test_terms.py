@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
 from streamapp.settings import SettingsError, load_settings
@@ -58,3 +61,53 @@ def test_a_longer_phrase_wins_over_a_term_it_starts_with() -> None:
 
 def test_newsapi_query_quotes_each_term_and_ors_them() -> None:
     assert newsapi_query(["climate", "net zero"]) == '"climate" OR "net zero"'
+
+
+def test_a_hit_inside_a_word_does_not_hide_a_term_that_starts_within_it() -> None:
+    m = TermMatcher(["net zero", "zero", "aa"])
+    assert m.match("xnet zero") == ["zero"]
+    assert m.match("aaa baa aa") == ["aa"]
+    assert m.match("_zero 0zero zero_") == []
+
+
+def test_the_same_hits_as_one_case_insensitive_lookbehind_pattern() -> None:
+    """The pattern the matcher stands for, scanned the slow way, on texts made to cross
+    every boundary: word characters of other scripts, digits, underscores, symbols."""
+    terms = ["ai", "net zero", "#cop29", "c++", "zero", "über", "élan", "x_y", "n"]
+    alternatives = "|".join(
+        re.escape(t).replace(r"\ ", r"\s+") for t in sorted(terms, key=len, reverse=True)
+    )
+    reference = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+    canonical = {t.casefold(): t for t in terms}
+    pieces = [
+        *terms,
+        "AI",
+        "NET  ZERO",
+        "Über",
+        "ÉLAN",
+        "#COP29",
+        "C++",
+        "_",
+        "9",
+        "é",
+        "ß",
+        " ",
+        " ",
+        " ",
+        ",",
+        "#",
+        "+",
+        "net",
+        "zer",
+        "o",
+        "a",
+        "i",
+        "Ñ",
+        "日本",
+    ]
+    rng = random.Random(7)
+    m = TermMatcher(terms)
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        found = {canonical[" ".join(h.split()).casefold()] for h in reference.findall(text)}
+        assert m.match(text) == [t for t in terms if t in found], text
