@@ -10,6 +10,7 @@ import pytest
 
 from streamapp.dashboard import RECENT_FIELDS
 from streamapp.models import (
+    ANALYSIS_FIELDS,
     POSITION_FIELDS,
     Analysis,
     ClassifiedArticle,
@@ -107,3 +108,8 @@ def test_a_record_field_without_a_mapping_type_fails_loudly() -> None:
 
     with pytest.raises(TypeError, match="mood"):
         properties_for(Extended)
+
+
+def test_analysis_asdict_names_every_field_in_order() -> None:
+    assert list(ANALYSIS.asdict()) == list(ANALYSIS_FIELDS)
+    assert ANALYSIS.asdict() == {name: getattr(ANALYSIS, name) for name in ANALYSIS_FIELDS}
