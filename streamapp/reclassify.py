@@ -41,18 +41,6 @@ from streamapp.settings import Settings, load_settings
 from streamapp.sinks.elasticsearch import make_client
 from streamapp.sinks.indices import copy_name, newest_first, write_index_of
 
-#: The analysis fields a re-classification replaces (the rest of a document stays as it is).
-ANALYSIS_FIELDS = (
-    "sentiment_label",
-    "sentiment_score",
-    "hate",
-    "hate_score",
-    "hate_categories",
-    "hate_targets",
-    "classifier",
-    "classifier_version",
-    "fallback_reason",
-)
 SORT = [{"processed_at": {"order": "asc"}}, {"id": {"order": "asc"}}]
 
 
@@ -175,8 +163,9 @@ class Reclassifier:
                 [text_of(docs[i]) for i in chosen], [docs[i].get("lang") for i in chosen]
             )
             for i, analysis in zip(chosen, analyses, strict=True):
-                fields = analysis.asdict()
-                docs[i].update({k: fields.get(k) for k in ANALYSIS_FIELDS})
+                # The analysis fields (`models.ANALYSIS_FIELDS`, each of them) are replaced;
+                # the rest of the document stays as it is.
+                docs[i].update(analysis.asdict())
         operations: list[dict[str, Any]] = []
         for doc in docs:
             # After the switch the worker writes to the new index: never overwrite its newer
