@@ -21,7 +21,11 @@ from streamapp.alerts import register_alerts
 from streamapp.cluster import Cluster
 from streamapp.dashboard import register_dashboard
 from streamapp.errors import ServiceUnreachable, UnreachableExit
-from streamapp.faust_compat import ConsumerPositions, with_fetch_max_wait
+from streamapp.faust_compat import (
+    ConsumerPositions,
+    with_fetch_max_wait,
+    with_known_topics_kept,
+)
 from streamapp.metrics import Metrics, register_metrics
 from streamapp.offsets import OffsetSequencer
 from streamapp.retention import register_retention
@@ -77,7 +81,8 @@ class StreamApp(faust.App):
         self.config = settings
 
     def _new_transport(self) -> TransportT:
-        return with_fetch_max_wait(super()._new_transport(), self.config.kafka_fetch_max_wait)
+        transport = with_fetch_max_wait(super()._new_transport(), self.config.kafka_fetch_max_wait)
+        return with_known_topics_kept(transport)
 
     async def on_stop(self) -> None:
         # First: batches in progress let go, so that Faust's wait for unacked messages (in

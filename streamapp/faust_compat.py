@@ -1,6 +1,6 @@
 """Every use of a private faust-streaming internal, in one place.
 
-faust-streaming 0.15.3 has no public API for four things the worker needs (and one
+faust-streaming 0.15.3 has no public API for five things the worker needs (and one
 behaviour of its worker to undo, `end_startup_spinner_logging`):
 
 * which event a table write belongs to (`faust.streams._current_event`): a table stores and
@@ -11,7 +11,9 @@ behaviour of its worker to undo, `end_startup_spinner_logging`):
   `offsets.py`;
 * a record's declared fields and defaults (`Record._options`): see `decoding.py`;
 * how long the broker may hold a fetch (`with_fetch_max_wait`): Faust passes aiokafka a
-  fixed 1.5 s.
+  fixed 1.5 s;
+* the aiokafka producer it builds, to patch its client (`with_known_topics_kept`, see
+  `aiokafka_compat.py`).
 
 `tests/unit/test_faust_compat.py` exercises each against the installed Faust, so an upgrade
 that renames one fails there rather than in production.
@@ -27,6 +29,8 @@ from typing import Any
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, AppT, EventT, Message, TransportT
+
+from streamapp.aiokafka_compat import keep_known_topics
 
 
 @contextmanager
@@ -121,6 +125,21 @@ def with_fetch_max_wait(transport: TransportT, seconds: float) -> TransportT:
         wait_ms = max(1, round(seconds * 1000))
         consumer = type("Consumer", (_FetchWaitConsumer,), {"fetch_max_wait_ms": wait_ms})
         transport.Consumer = consumer  # type: ignore[misc]
+    return transport
+
+
+class _Producer(aiokafka_driver.Producer):
+    def _new_producer(self, transactional_id: str | None = None) -> Any:
+        producer = super()._new_producer(transactional_id)
+        keep_known_topics(producer.client)
+        return producer
+
+
+def with_known_topics_kept(transport: TransportT) -> TransportT:
+    """`transport`'s producer keeps the metadata of every topic it writes to (see
+    `aiokafka_compat`: a table's changelog writes could otherwise wait for minutes)."""
+    if isinstance(transport, aiokafka_driver.Transport):
+        transport.Producer = _Producer  # type: ignore[misc]
     return transport
 
 

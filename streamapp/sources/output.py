@@ -11,6 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from streamapp.aiokafka_compat import keep_known_topics
 from streamapp.models import NewsArticle, Tweet
 from streamapp.settings import Settings
 from streamapp.sources.base import RecordOutput, SourceError
@@ -43,6 +44,8 @@ class KafkaOutput:
             enable_idempotence=True,
             linger_ms=10,
         )
+        # Tweets and news go to two topics, the second maybe unknown at its first send.
+        keep_known_topics(self.producer.client)
         self.sent = 0
         self._pending: set[asyncio.Future[Any]] = set()
 

@@ -27,6 +27,7 @@ from streamapp.faust_compat import (
 from streamapp.models import Tweet
 from streamapp.offsets import ConsumerView
 from streamapp.settings import load_settings
+from streamapp.sources.output import KafkaOutput
 from streamapp.tables import CountTable
 
 
@@ -136,3 +137,21 @@ async def test_the_worker_consumer_asks_for_the_configured_fetch_wait(tmp_path: 
     assert fetch_wait_ms(create_app(settings)) == 50
     # What Faust asks for on its own (and the worker did before): the reason for the setting.
     assert fetch_wait_ms(faust.App("plain", broker=settings.kafka_broker)) == 1500
+
+
+async def test_the_worker_and_source_producers_keep_the_topics_they_know(tmp_path: Path) -> None:
+    """Both producers track every topic they know once they add one (aiokafka_compat; the
+    real-broker reproduction is tests/test_aiokafka_compat.py)."""
+
+    def tracked_after_adding_one(client: Any) -> set[str]:
+        client.cluster._partitions = {"known": {}}  # what a metadata fetch of all left
+        client.add_topic("new")
+        return set(client._topics)
+
+    settings = load_settings(table_store="memory://", data_dir=tmp_path / "data")
+    worker_producer = create_app(settings).producer._new_producer()  # type: ignore[attr-defined]
+    assert tracked_after_adding_one(worker_producer.client) == {"known", "new"}
+    assert tracked_after_adding_one(KafkaOutput(settings).producer.client) == {"known", "new"}
+    # Plain Faust's producer narrows to the one topic: why the patch is there.
+    plain = faust.App("plain", broker=settings.kafka_broker).producer._new_producer()  # type: ignore[attr-defined]
+    assert tracked_after_adding_one(plain.client) == {"new"}
