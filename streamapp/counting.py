@@ -239,8 +239,8 @@ def merge(
     fresh = [(o, cells) for o, cells in entries if o > watermark]
     if not fresh:
         return None
-    # Counter.update counts an iterable in C: this loop runs for every window of every
-    # message, the largest part of counting's cost.
+    # Counter.update counts an iterable in C (batches go through `merge_slots`, which
+    # counts a slot once for all its windows; this is the path of redeliveries).
     counts = Counter(current["c"]) if current else Counter()
     counts.update(chain.from_iterable(cells for _offset, cells in fresh))
     return {"o": max(o for o, _ in fresh), "c": dict(counts)}
@@ -256,24 +256,72 @@ def shared_step(step: float) -> float | None:
     return step if float(step).is_integer() else None
 
 
+class Slot:
+    """The messages of one key whose timestamps share their windows (a batch's messages
+    mostly do): their cells are counted once and added to each window, instead of once per
+    window (a hopping window of five steps holds each message five times)."""
+
+    __slots__ = ("_counts", "entries", "first", "last")
+
+    def __init__(self) -> None:
+        self.entries: Entries = []
+        self.first = -1  # lowest offset
+        self.last = -1  # highest offset
+        self._counts: Counter[str] | None = None
+
+    def add(self, offset: int, cells: Sequence[str]) -> None:
+        if not self.entries or offset < self.first:
+            self.first = offset
+        self.last = max(self.last, offset)
+        self.entries.append((offset, cells))
+
+    def counts(self) -> Counter[str]:
+        if self._counts is None:
+            self._counts = Counter(chain.from_iterable(cells for _offset, cells in self.entries))
+        return self._counts
+
+
 def plan(
     counts: Iterable[Count], ranges: WindowRanges, step: float | None = None
-) -> dict[tuple[str, int], dict[TableKey, Entries]]:
-    """Group a batch's counts as writes: per source partition, the messages to merge into
-    each (key, window). With `step`, the windows of a timestamp depend only on
-    `timestamp // step` (see `shared_step`)."""
-    out: dict[tuple[str, int], dict[TableKey, Entries]] = defaultdict(lambda: defaultdict(list))
+) -> dict[tuple[str, int], dict[TableKey, list[Slot]]]:
+    """Group a batch's counts as writes: per source partition, the slots of messages to
+    merge into each (key, window). With `step`, the windows of a timestamp depend only on
+    `timestamp // step` (see `shared_step`), and so do the slots."""
+    out: dict[tuple[str, int], dict[TableKey, list[Slot]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     # Worked out once per timestamp, or per step: most of a batch shares its windows.
     windows_at: dict[float, list[Window]] = {}
+    slots: dict[tuple[str, float], Slot] = {}
     for c in counts:
-        slot = c.timestamp if step is None else c.timestamp // step
-        windows = windows_at.get(slot)
-        if windows is None:
-            windows = windows_at[slot] = [(r[0], r[1]) for r in ranges(c.timestamp)]
-        writes, key, entry = out[(c.topic, c.partition)], c.key, (c.offset, c.cells)
-        for window in windows:
-            writes[(key, window)].append(entry)
+        at = c.timestamp if step is None else c.timestamp // step
+        key = c.key
+        slot = slots.get((key, at))
+        if slot is None:
+            windows = windows_at.get(at)
+            if windows is None:
+                windows = windows_at[at] = [(r[0], r[1]) for r in ranges(c.timestamp)]
+            slot = slots[(key, at)] = Slot()
+            writes = out[(c.topic, c.partition)]
+            for window in windows:
+                writes[(key, window)].append(slot)
+        slot.add(c.offset, c.cells)
     return out
+
+
+def merge_slots(
+    current: Mapping[str, Any] | None, slots: Sequence[Slot]
+) -> tuple[CountValue | None, int]:
+    """`merge` of the slots' messages, and how many of them were newly counted."""
+    watermark = int(current["o"]) if current else -1
+    if all(s.first > watermark for s in slots):  # nothing counted before: the usual case
+        counts = Counter(current["c"]) if current else Counter()
+        for s in slots:
+            counts.update(s.counts())
+        new: CountValue = {"o": max(s.last for s in slots), "c": dict(counts)}
+        return new, sum(len(s.entries) for s in slots)
+    entries = [e for s in slots for e in s.entries]
+    return merge(current, entries), sum(1 for o, _ in entries if o > watermark)
 
 
 class CountStore(Protocol):
@@ -296,14 +344,12 @@ def apply_counts(
     applied = 0
     for (topic, partition), writes in plan(counts, ranges, step).items():
         with store.partition(topic, partition):
-            for key, entries in writes.items():
+            for key, slots in writes.items():
                 # Never a value of the old layout: its keys have four fields, these three.
-                current = store.get(key)
-                new = merge(current, entries)
+                new, fresh = merge_slots(store.get(key), slots)
                 if new is None:
                     continue
-                watermark = int(current["o"]) if current else -1
-                applied += sum(1 for o, _ in entries if o > watermark)
+                applied += fresh
                 store.set(key, new)
     return applied
 

@@ -337,3 +337,55 @@ def test_facets_sum_to_the_total_and_keep_exactly_once_counts() -> None:
     assert flat(summarise(items, lang="en")) == {"negative": 4, "neutral": 5}
     assert flat(summarise(items, term="ai")) == {"negative": 6, "neutral": 1}
     assert known_values(items) == ({"twitter"}, {"ai"}, {"en", "de", "und"})
+
+
+def reference_counts(store: MemoryCountStore, counts: Sequence[Count], ranges: Any) -> int:
+    """What `apply_counts` stands for, message by message and window by window: `merge`
+    of each (key, window)'s messages in arrival order."""
+    by_key: dict[Any, list[tuple[int, Sequence[str]]]] = {}
+    for c in counts:
+        for r in ranges(c.timestamp):
+            by_key.setdefault((c.key, (r[0], r[1])), []).append((c.offset, c.cells))
+    applied = 0
+    for key, entries in by_key.items():
+        current = store.values.get(key)
+        new = merge(current, entries)
+        if new is not None:
+            watermark = int(current["o"]) if current else -1
+            applied += sum(1 for o, _ in entries if o > watermark)
+            store.values[key] = new
+    return applied
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_slots_count_what_message_by_message_merging_counts(seed: int) -> None:
+    """Messages sharing windows are counted once per slot and added to each window; with
+    redeliveries (some at or below a window's watermark, some not) the stored values and
+    the number applied equal merging message by message."""
+    import random
+
+    from faust.windows import HoppingWindow
+
+    rng = random.Random(seed)
+    window = HoppingWindow(300, 60)
+    fast, reference = MemoryCountStore(), MemoryCountStore()
+    offsets = {p: 0 for p in range(3)}
+    for _batch in range(6):
+        docs = []
+        for _ in range(rng.randrange(1, 120)):
+            p = rng.randrange(3)
+            # A quarter are redeliveries of an earlier offset of the partition.
+            if offsets[p] and rng.random() < 0.25:
+                offset = rng.randrange(offsets[p])
+            else:
+                offset = offsets[p] = offsets[p] + 1
+            d = doc(offset, label=rng.choice(["negative", "neutral", "positive"]),
+                    hate=rng.random() < 0.2, cats=rng.choice([(), ("offensive",)]))  # fmt: skip
+            d["lang"] = rng.choice(["en", "de"])
+            d["terms"] = rng.choice([[], ["climate"], ["climate", "net zero"]])
+            docs.append((d, at(offset, p), 10_000.0 + offset * rng.uniform(0.5, 2.0)))
+        batch = batch_counts(docs, {})
+        for counts in (batch.sentiment, batch.hate):
+            applied = apply_counts(fast, counts, window.ranges, shared_step(60))
+            assert applied == reference_counts(reference, counts, window.ranges)
+    assert fast.values == reference.values and len(fast.values) > 10
