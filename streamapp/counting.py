@@ -217,14 +217,26 @@ def batch_counts(
     id to the position its existing document was indexed from, read before the batch was
     written."""
     out = BatchCounts([], [], 0, 0)
+    sentiment, hate = out.sentiment.append, out.hate.append
     for doc, at, timestamp in indexed:
         if is_repeat(previous.get(doc["id"]), at):
             out.repeats += 1
             continue
         out.counted += 1
-        out.sentiment += counts_for(doc, at, timestamp, sentiment_labels(doc))
-        out.hate += counts_for(doc, at, timestamp, hate_labels(doc))
+        # `counts_for` twice, with the document's fields read once (per message: ~2x).
+        lang = str(doc.get("lang") or UNKNOWN_LANGUAGE)
+        terms = tuple(str(t) for t in doc.get("terms") or ())
+        source, topic, partition, offset = str(doc["source"]), at.topic, at.partition, at.offset
+        cells = _cells(lang, terms, (str(doc["sentiment_label"]),))
+        sentiment(Count(source, topic, partition, offset, timestamp, cells))
+        labels = _hate_labels(bool(doc["hate"]), tuple(doc.get("hate_categories") or ()))
+        hate(Count(source, topic, partition, offset, timestamp, _cells(lang, terms, labels)))
     return out
+
+
+@lru_cache(maxsize=1024)
+def _hate_labels(hate: bool, categories: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(hate_labels({"hate": hate, "hate_categories": categories}))
 
 
 # -- the watermark merge --------------------------------------------------------------------
@@ -287,9 +299,7 @@ def plan(
     """Group a batch's counts as writes: per source partition, the slots of messages to
     merge into each (key, window). With `step`, the windows of a timestamp depend only on
     `timestamp // step` (see `shared_step`), and so do the slots."""
-    out: dict[tuple[str, int], dict[TableKey, list[Slot]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
+    out: dict[tuple[str, int], dict[TableKey, list[Slot]]] = defaultdict(lambda: defaultdict(list))
     # Worked out once per timestamp, or per step: most of a batch shares its windows.
     windows_at: dict[float, list[Window]] = {}
     slots: dict[tuple[str, float], Slot] = {}

@@ -389,3 +389,19 @@ def test_slots_count_what_message_by_message_merging_counts(seed: int) -> None:
             applied = apply_counts(fast, counts, window.ranges, shared_step(60))
             assert applied == reference_counts(reference, counts, window.ranges)
     assert fast.values == reference.values and len(fast.values) > 10
+
+
+def test_a_batch_counts_each_document_as_counts_for_does() -> None:
+    from streamapp.counting import sentiment_labels
+
+    docs = []
+    for i in range(40):
+        d = doc(i, label=("negative", "neutral", "positive")[i % 3], hate=i % 4 == 0,
+                cats=(("offensive",), (), ("racism", "offensive"))[i % 3])  # fmt: skip
+        d.update(lang=("en", None, "de")[i % 3], terms=([], ["climate"], ["a", "b"])[i % 3])
+        docs.append((d, at(i, i % 2), 1_000.0 + i))
+    batch = batch_counts(docs, {})
+    assert batch.sentiment == [
+        c for d, p, ts in docs for c in counts_for(d, p, ts, sentiment_labels(d))
+    ]
+    assert batch.hate == [c for d, p, ts in docs for c in counts_for(d, p, ts, hate_labels(d))]
