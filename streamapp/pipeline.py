@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from elastic_transport import TransportError
 from elasticsearch import ApiError
-from faust.exceptions import ProducerSendError
+from faust.exceptions import PartitionsMismatch, ProducerSendError
 from faust.types import EventT
 
 from streamapp.classifiers.routing import Router
@@ -309,6 +309,11 @@ def is_dependency_failure(exc: BaseException) -> bool:
         DependencyError
         | KafkaError
         | ProducerSendError
+        # A table write whose changelog topic does not (yet) show the source topic's
+        # partitions: Kafka's metadata, missing for a moment after a broker restart ("0
+        # partitions"), or a misconfigured topic. Never a message's fault: blamed on the
+        # messages, whole batches were dead-lettered as poison.
+        | PartitionsMismatch
         | ApiError
         | TransportError
         | ConnectionError
