@@ -9,12 +9,14 @@ a batch with array operations instead:
 - the batch is normalised as one string (a handful of regex passes, not one per text);
 - its code points go into one array; each word is a span of it, hashed in O(1) from prefix
   sums of a polynomial hash (arithmetic mod 2**64, where the base is invertible), so the same
-  word hashes alike wherever it occurs; a bigram combines its two words' hashes;
+  word hashes alike wherever it occurs; a bigram combines its two words' hashes; a character
+  n-gram inside a word is a span too, hashed the same way;
 - a hash picks one of `2**bits` columns (the hashing trick: no vocabulary to ship).
 
-The output is the (row, column) pair of every occurrence, unigrams first. Training turns it
-into a SciPy matrix; serving sums weight rows with `numpy.bincount`, so a linear score costs
-one gather. Both see the same features because they share this code.
+The output is the (row, column) pair of every occurrence: unigrams, bigrams, then character
+n-grams (a head trained on words alone reads the first two, `Occurrences.words_only`).
+Training turns it into a SciPy matrix; serving sums weight rows with `numpy.bincount`, so a
+linear score costs one gather. Both see the same features because they share this code.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 # One salt per feature family, so a bigram never lands where its first word would.
 _SALT_WORD = np.uint64(0x51ED270B27A3C6D1)
 _SALT_BIGRAM = np.uint64(0x2545F4914F6CDD1D)
+_SALT_CHARS = {n: np.uint64((0x9E3779B97F4A7C15 * (n + 7)) % 2**64) for n in range(1, 10)}
+# A character n-gram at the start or the end of its word is a feature of its own ("ing"
+# ending a word is not "ing" inside one).
+_SALT_PREFIX = np.uint64(0x243F6A8885A308D3)
+_SALT_SUFFIX = np.uint64(0x13198A2E03707344)
 
 # Punctuation that carries no signal as a token of its own.
 _DROPPED = np.array([ord(c) for c in '#.,:;"()'], dtype=np.uint32)
@@ -74,20 +81,36 @@ def code_points(texts: Sequence[str]) -> npt.NDArray[np.uint32]:
 @dataclass(frozen=True)
 class Occurrences:
     """Feature occurrences of a batch: text `rows[k]` has feature `cols[k]` once more.
-    The first `n_unigrams` occurrences are single words, the rest bigrams."""
+    The first `n_unigrams` occurrences are single words, then bigrams up to `n_words`, then
+    character n-grams."""
 
     rows: I64
     cols: I64
     n_texts: int
     n_features: int
     n_unigrams: int
+    #: Word unigrams and bigrams (the rest are character n-grams).
+    n_words: int
+
+    def words_only(self) -> Occurrences:
+        """The word features alone, as a head trained without character n-grams sees them."""
+        if self.n_words == len(self.rows):
+            return self
+        end = self.n_words
+        return Occurrences(
+            self.rows[:end], self.cols[:end], self.n_texts, self.n_features, self.n_unigrams, end
+        )
 
 
 @dataclass(frozen=True)
 class HashedFeatures:
-    """Word unigrams and bigrams hashed into `2**bits` columns."""
+    """Word unigrams and bigrams, and the character n-grams of `char_sizes` inside words
+    longer than n, hashed into `2**bits` columns. Character n-grams give a word never seen
+    in training (a misspelling, a new compound, a hashtag run together) the weights of
+    its parts."""
 
     bits: int = 20
+    char_sizes: tuple[int, ...] = ()
 
     @property
     def n_features(self) -> int:
@@ -96,7 +119,7 @@ class HashedFeatures:
     def occurrences(self, texts: Sequence[str]) -> Occurrences:
         if not texts:
             empty = np.zeros(0, dtype=np.int64)
-            return Occurrences(empty, empty, 0, self.n_features, 0)
+            return Occurrences(empty, empty, 0, self.n_features, 0, 0)
         cps = code_points(texts)
         doc = np.cumsum(cps == ord(_SEP), dtype=np.int64)
         prefix, power = _prefix_hash(cps)
@@ -107,13 +130,20 @@ class HashedFeatures:
         same = rows[1:] == rows[:-1]
         with np.errstate(over="ignore"):
             bigrams = (words[:-1] * _MIX + words[1:])[same]
-        cols = np.concatenate((words ^ _SALT_WORD, bigrams ^ _SALT_BIGRAM))
+        row_parts = [rows, rows[1:][same]]
+        hash_parts = [words ^ _SALT_WORD, bigrams ^ _SALT_BIGRAM]
+        n_words = len(words) + len(bigrams)
+        for n in self.char_sizes:
+            owner, hashes = _char_grams(prefix, power, starts, ends, n)
+            row_parts.append(rows[owner])
+            hash_parts.append(hashes)
         return Occurrences(
-            rows=np.concatenate((rows, rows[1:][same])),
-            cols=self._column(cols),
+            rows=np.concatenate(row_parts),
+            cols=self._column(np.concatenate(hash_parts)),
             n_texts=len(texts),
             n_features=self.n_features,
             n_unigrams=len(words),
+            n_words=n_words,
         )
 
     def word_columns(self, words: Sequence[str]) -> I64:
@@ -180,6 +210,21 @@ def _span_hash(prefix: U64, power: U64, starts: I64, ends: I64) -> U64:
     """Polynomial hash of cps[start:end] per span, independent of where the span is."""
     with np.errstate(over="ignore"):
         return (prefix[ends] - prefix[starts]) * power[ends - 1]
+
+
+def _char_grams(prefix: U64, power: U64, starts: I64, ends: I64, n: int) -> tuple[I64, U64]:
+    """The character n-grams of every token longer than n: `(token index, hash)` each."""
+    length = ends - starts
+    count = np.where(length > n, length - n + 1, 0)
+    owner = np.repeat(np.arange(len(starts), dtype=np.int64), count)
+    # Position of each n-gram inside its token: 0, 1, ... count-1 per token.
+    offset = np.arange(len(owner), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    first = starts[owner] + offset
+    with np.errstate(over="ignore"):
+        hashes = _span_hash(prefix, power, first, first + n) ^ _SALT_CHARS[n]
+        hashes ^= np.where(offset == 0, _SALT_PREFIX, np.uint64(0))
+        hashes ^= np.where(first + n == ends[owner], _SALT_SUFFIX, np.uint64(0))
+    return owner, hashes
 
 
 def _word_spans(cps: npt.NDArray[np.uint32]) -> tuple[I64, I64]:

@@ -1,7 +1,8 @@
-"""Linear heads over one set of hashed word features, scored for a whole batch at once.
+"""Linear heads over one set of hashed features, scored for a whole batch at once.
 
 One artefact holds every head: the columns with a non-zero weight, one weight row per
-output, the intercepts and each head's decision rule. Word vectors and lexicon scores used in
+output, the intercepts and each head's decision rule (and whether it reads the character
+n-grams or the word n-grams alone). Word vectors and lexicon scores used in
 training are folded into the unigram weights (a sum over words of a per-word quantity is
 linear in the word counts), so serving needs nothing but NumPy.
 """
@@ -32,6 +33,8 @@ class Head:
     labels: list[str]
     threshold: float = 0.5
     metrics: dict[str, float] = field(default_factory=dict)
+    #: Whether the head reads the character n-grams (else only the word n-grams).
+    char_ngrams: bool = False
 
     @property
     def binary(self) -> bool:
@@ -55,6 +58,18 @@ class LinearHeads:
         expected = (sum(h.n_outputs for h in self.heads), self.features.n_features)
         if self.weights.shape != expected or self.intercepts.shape != expected[:1]:
             raise ValueError(f"weights {self.weights.shape} do not fit heads {expected}")
+        # Runs of adjacent outputs that read the same features: one gather per run, over a
+        # slice of the weight rows (a view, not a copy).
+        self._runs: list[tuple[slice, bool]] = []
+        start = 0
+        for head in self.heads:
+            end = start + head.n_outputs
+            chars = head.char_ngrams and bool(self.features.char_sizes)
+            if self._runs and self._runs[-1][1] == chars:
+                self._runs[-1] = (slice(self._runs[-1][0].start, end), chars)
+            else:
+                self._runs.append((slice(start, end), chars))
+            start = end
 
     def head(self, name: str) -> Head:
         return next(h for h in self.heads if h.name == name)
@@ -64,7 +79,10 @@ class LinearHeads:
         return self.probabilities_of(self.features.occurrences(texts))
 
     def probabilities_of(self, occ: Occurrences) -> dict[str, F64]:
-        raw = score(occ, self.weights) + self.intercepts
+        raw = np.empty((occ.n_texts, len(self.intercepts)), dtype=np.float64)
+        for outputs, chars in self._runs:
+            raw[:, outputs] = score(occ if chars else occ.words_only(), self.weights[outputs])
+        raw += self.intercepts
         out: dict[str, F64] = {}
         start = 0
         for head in self.heads:
@@ -83,8 +101,15 @@ class LinearHeads:
         meta = {
             "version": self.version,
             "bits": self.features.bits,
+            **({"char_sizes": list(self.features.char_sizes)} if self.features.char_sizes else {}),
             "heads": [
-                {"name": h.name, "labels": h.labels, "threshold": h.threshold, "metrics": h.metrics}
+                {
+                    "name": h.name,
+                    "labels": h.labels,
+                    "threshold": h.threshold,
+                    "metrics": h.metrics,
+                    "char_ngrams": h.char_ngrams,
+                }
                 for h in self.heads
             ],
         }
@@ -111,7 +136,9 @@ class LinearHeads:
                 return np.load(io.BytesIO(zf.read(f"{name}.npy")), allow_pickle=False)
 
             columns, packed, intercepts = array("columns"), array("weights"), array("intercepts")
-        features = HashedFeatures(bits=int(meta["bits"]))
+        features = HashedFeatures(
+            bits=int(meta["bits"]), char_sizes=tuple(int(n) for n in meta.get("char_sizes", ()))
+        )
         weights = np.zeros((packed.shape[0], features.n_features), dtype=np.float32)
         weights[:, columns] = packed
         return cls(

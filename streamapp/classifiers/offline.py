@@ -1,7 +1,8 @@
 """The default classifier: no network, no model download, nothing but NumPy at run time.
 
-Three linear heads over one set of hashed word unigrams and bigrams (`features.py`), one
-artefact (`models/offline-heads.zip`, trained by `python -m streamapp.classifiers.train`):
+Three linear heads over hashed word unigrams and bigrams, the hate and offensive heads also
+over character 3-5-grams inside words (`features.py`), one artefact
+(`models/offline-heads.zip`, trained by `python -m streamapp.classifiers.train`):
 
 - sentiment: 3 classes, trained on SemEval 2013-2016 tweets; label is the most probable
   class, score is p(positive) - p(negative) in [-1, 1];

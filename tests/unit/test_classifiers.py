@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from streamapp.classifiers import create_classifier
@@ -68,3 +69,26 @@ def test_macro_f1_and_macro_recall_on_a_hand_made_set() -> None:
     assert macro_f1(gold, pred, [0, 1, 2]) == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
     assert macro_recall(gold, pred, [0, 1, 2]) == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
     assert macro_f1([0, 1], [1, 0], [0, 1]) == 0.0
+
+
+def test_each_head_reads_the_features_it_was_trained_on() -> None:
+    """A head trained without character n-grams scores as if the model had none; one
+    trained with them sees every occurrence (saved and loaded alike)."""
+    from streamapp.classifiers.features import HashedFeatures, score
+    from streamapp.classifiers.linear import Head
+
+    rng = np.random.default_rng(3)
+    words, chars = HashedFeatures(bits=12), HashedFeatures(bits=12, char_sizes=(3, 4))
+    weights = rng.standard_normal((4, words.n_features)).astype(np.float32)
+    heads = [
+        Head("hate", ["not-hate", "hate"], char_ngrams=True),
+        Head("sentiment", ["negative", "neutral", "positive"]),
+    ]
+    model = LinearHeads("t", chars, heads, weights, np.zeros(4))
+    texts = ["unbelievably hateful words", "a", "", "sooooo goooood #winning"]
+    got = model.probabilities(texts)
+    word_only = LinearHeads("t", words, heads, weights, np.zeros(4)).probabilities(texts)
+    assert np.allclose(got["sentiment"], word_only["sentiment"])
+    assert not np.allclose(got["hate"], word_only["hate"])
+    expected = 1 / (1 + np.exp(-score(chars.occurrences(texts), weights[:1])[:, 0]))
+    assert np.allclose(got["hate"], expected)

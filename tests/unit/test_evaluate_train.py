@@ -177,6 +177,8 @@ def test_training_is_reproducible_byte_for_byte(tmp_path: Path) -> None:
     model = LinearHeads.load(tmp_path / "a" / "offline-heads.zip")
     assert [h.name for h in model.heads] == ["hate", "offensive", "sentiment"]
     assert model.head("sentiment").labels == ["negative", "neutral", "positive"]
+    assert model.features.char_sizes == (3, 4, 5)
+    assert [h.char_ngrams for h in model.heads] == [True, True, False]
     # Learnt from the synthetic words, and "joy" (never in training, but with a vector):
     probs = model.probabilities(["so happy with you", "awful and angry", "we sad today"])
     assert probs["sentiment"].argmax(axis=1).tolist() == [2, 0, 0]

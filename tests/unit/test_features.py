@@ -68,3 +68,29 @@ def test_score_sums_weights_over_occurrences_scaled_by_length() -> None:
     assert np.allclose(out[:, 0], [1.0, 2 / np.sqrt(3), 0.0])
     assert np.allclose(out[:, 1], -2 * out[:, 0])
     assert (hf.matrix(["good good"]).toarray()[0, good]) == np.float64(2 / np.sqrt(3))
+
+
+def test_character_ngrams_of_words_longer_than_n() -> None:
+    plain, chars = HashedFeatures(bits=20), HashedFeatures(bits=20, char_sizes=(3,))
+    occ = chars.occurrences(["hello to you"])
+    # Unigrams and bigrams as without them; then "hello": hel ell llo ("to", "you": none).
+    base = plain.occurrences(["hello to you"])
+    assert occ.n_unigrams == base.n_unigrams == 3
+    assert occ.cols[: len(base.cols)].tolist() == base.cols.tolist()
+    assert len(occ.cols) == len(base.cols) + 3
+    # The start and the end of a word differ from its inside: "abab" has "aba" at its start
+    # and "bab" at its end; "xababx" has both inside, as other features.
+    edge = chars.occurrences(["abab"]).cols[1:].tolist()
+    inside = chars.occurrences(["xababx"]).cols[1:].tolist()
+    assert len(edge) == 2 and not set(edge) & set(inside)
+    # A misspelling shares the n-grams of the word it misspells.
+    hateful, misspelt = (set(columns_of(chars, [t])[0]) for t in ("hateful", "hatefull"))
+    assert len(hateful & misspelt) == 4  # ^hat, ate, tef, efu (not ful$ / ull$)
+
+
+def test_character_ngrams_never_depend_on_the_batch() -> None:
+    hf = HashedFeatures(bits=18, char_sizes=(3, 4, 5))
+    texts = ["Sooooo GOOD!!! https://t.co/x @Bob #winning", "", "don't f*ck well-known café"]
+    together = columns_of(hf, texts)
+    for i, text in enumerate(texts):
+        assert columns_of(hf, ["filler words here", text])[1] == together[i]
