@@ -94,3 +94,9 @@ def test_character_ngrams_never_depend_on_the_batch() -> None:
     together = columns_of(hf, texts)
     for i, text in enumerate(texts):
         assert columns_of(hf, ["filler words here", text])[1] == together[i]
+
+
+def test_every_kind_of_whitespace_separates_words_alike() -> None:
+    hf = HashedFeatures(bits=18, char_sizes=(3,))
+    spaced = columns_of(hf, ["  big\u00a0bad\twolf\n\u3000\x85", "big bad wolf"])
+    assert spaced[0] == spaced[1] != []
