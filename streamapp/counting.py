@@ -156,10 +156,13 @@ def counts_for(
 ) -> list[Count]:
     """What `doc` adds: each label, overall, in its language (`und` when not known) and under
     each of its tracked terms."""
-    lang = str(doc.get("lang") or UNKNOWN_LANGUAGE)
-    terms = tuple(str(t) for t in doc.get("terms") or ())
-    cells = _cells(lang, terms, tuple(labels))
+    cells = _cells(*_facets_of(doc), tuple(labels))
     return [Count(str(doc["source"]), at.topic, at.partition, at.offset, timestamp, cells)]
+
+
+def _facets_of(doc: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """`(language, terms)` of a document: what its cells are counted under besides overall."""
+    return str(doc.get("lang") or UNKNOWN_LANGUAGE), tuple(str(t) for t in doc.get("terms") or ())
 
 
 @lru_cache(maxsize=4096)
@@ -224,8 +227,7 @@ def batch_counts(
             continue
         out.counted += 1
         # `counts_for` twice, with the document's fields read once (per message: ~2x).
-        lang = str(doc.get("lang") or UNKNOWN_LANGUAGE)
-        terms = tuple(str(t) for t in doc.get("terms") or ())
+        lang, terms = _facets_of(doc)
         source, topic, partition, offset = str(doc["source"]), at.topic, at.partition, at.offset
         cells = _cells(lang, terms, (str(doc["sentiment_label"]),))
         sentiment(Count(source, topic, partition, offset, timestamp, cells))

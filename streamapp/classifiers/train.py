@@ -209,7 +209,7 @@ def fit_binary(
         labels=["not-" + name, name],
         threshold=threshold,
         metrics={"heldout_macro_f1": round(f1, 4), "C": c},
-        char_ngrams=True,
+        char_ngrams=bool(features.char_sizes),
     )
     return Fitted(*_coef(clf), head), design
 
