@@ -6,6 +6,8 @@ no other unit test would notice (they use fakes of its public contract).
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -155,3 +157,118 @@ async def test_the_worker_and_source_producers_keep_the_topics_they_know(tmp_pat
     # Plain Faust's producer narrows to the one topic: why the patch is there.
     plain = faust.App("plain", broker=settings.kafka_broker).producer._new_producer()  # type: ignore[attr-defined]
     assert tracked_after_adding_one(plain.client) == {"new"}
+
+
+# -- handing a message to the streams (`_Consumer.wait_first`) ----------------------------
+
+
+def consumer_in_this_loop(tmp_path: Path) -> Any:
+    """The worker's consumer, made in the running loop (mode's tasks use the app's loop)."""
+    app = create_app(load_settings(table_store="memory://", data_dir=tmp_path / "data"))
+    return app.consumer
+
+
+def test_faust_hands_each_message_over_with_wait_first_racing_the_flow() -> None:
+    from faust.transport.consumer import Consumer
+
+    source = " ".join(inspect.getsource(Consumer._drain_messages).split())
+    assert "await self.wait_first( callback(message), self.suspend_flow.wait() )" in source
+
+
+async def test_a_delivery_that_does_not_wait_runs_inline_and_the_loop_turns_once(
+    tmp_path: Path,
+) -> None:
+    consumer = consumer_in_this_loop(tmp_path)
+    turns: list[int] = []
+    loop = asyncio.get_running_loop()
+    loop.call_soon(turns.append, 1)
+    tasks_before = len(asyncio.all_tasks())
+    tasks_during: list[int] = []
+
+    async def deliver() -> str:
+        tasks_during.append(len(asyncio.all_tasks()))
+        return "delivered"
+
+    result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+    assert result.results == ["delivered"] and not result.stopped
+    assert tasks_during == [tasks_before], "the delivery ran in the caller's task, none made"
+    # One turn per message, as mode's tasks gave: rebalance callbacks and the consumer
+    # thread's hand-offs get their turn between two messages of a long fetch.
+    assert turns == [1]
+
+
+async def test_a_delivery_that_waits_completes_with_what_it_waited_for(tmp_path: Path) -> None:
+    consumer = consumer_in_this_loop(tmp_path)
+    gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def deliver() -> int:
+        value = await gate
+        await asyncio.sleep(0)  # waits again, after the first wait
+        return value * 2
+
+    handing = asyncio.ensure_future(consumer.wait_first(deliver(), consumer.suspend_flow.wait()))
+    await asyncio.sleep(0.05)
+    assert not handing.done()
+    gate.set_result(21)
+    result = await asyncio.wait_for(handing, 5)
+    assert result.results == [42]
+
+
+async def test_a_waiting_delivery_is_abandoned_when_the_flow_is_suspended(tmp_path: Path) -> None:
+    consumer = consumer_in_this_loop(tmp_path)
+    cancelled: list[bool] = []
+
+    async def deliver() -> None:
+        try:
+            await asyncio.sleep(60)  # a full stream buffer, say
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    handing = asyncio.ensure_future(consumer.wait_first(deliver(), consumer.suspend_flow.wait()))
+    await asyncio.sleep(0.05)
+    consumer.suspend_flow.set()  # a rebalance
+    result = await asyncio.wait_for(handing, 5)
+    assert result.results == [True], "the flow won"
+    await asyncio.sleep(0.05)
+    assert cancelled == [True], "the delivery was cancelled, as Faust's own code does"
+
+
+async def test_a_delivery_while_the_flow_is_suspended_is_raced_as_before(tmp_path: Path) -> None:
+    consumer = consumer_in_this_loop(tmp_path)
+    consumer.suspend_flow.set()
+
+    async def deliver() -> str:
+        return "delivered"
+
+    result = await asyncio.wait_for(consumer.wait_first(deliver(), consumer.suspend_flow.wait()), 5)
+    assert True in result.results, "mode's race: the suspended flow is among the winners"
+
+
+async def test_errors_of_a_delivery_propagate_whether_or_not_it_waited(tmp_path: Path) -> None:
+    consumer = consumer_in_this_loop(tmp_path)
+
+    async def fails_at_once() -> None:
+        raise ValueError("at once")
+
+    async def fails_later() -> None:
+        await asyncio.sleep(0.01)
+        raise ValueError("later")
+
+    with pytest.raises(ValueError, match="at once"):
+        await consumer.wait_first(fails_at_once(), consumer.suspend_flow.wait())
+    with pytest.raises(ValueError, match="later"):
+        await consumer.wait_first(fails_later(), consumer.suspend_flow.wait())
+
+
+async def test_other_calls_are_modes(tmp_path: Path) -> None:
+    consumer = consumer_in_this_loop(tmp_path)
+    turns: list[bool] = []
+    asyncio.get_running_loop().call_soon(turns.append, True)
+
+    async def work() -> str:
+        return "done"
+
+    result = await consumer.wait_first(work(), timeout=1.0)
+    assert result.results == ["done"]
+    assert turns == [True], "mode's tasks: the loop turned"
