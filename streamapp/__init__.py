@@ -25,9 +25,12 @@ def __getattr__(name: str) -> Any:
     global _app
     if name == "app":
         if _app is None:
+            from streamapp.eventloop import use_default_loop
             from streamapp.factory import create_app
             from streamapp.settings import get_settings
 
+            # Before the worker makes its loop (it does once it has the app).
+            use_default_loop()
             _app = create_app(get_settings())
         return _app
     raise AttributeError(f"module 'streamapp' has no attribute {name!r}")

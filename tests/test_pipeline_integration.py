@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 import urllib.request
 from urllib.parse import quote
@@ -170,6 +171,10 @@ async def test_n_messages_end_to_end(namespace: Namespace, worker_factory) -> No
     assert f'streamapp_messages_indexed_total{{topic="{ns.tweets_topic}"}} 1000.0' in metrics
     assert f'streamapp_messages_indexed_total{{topic="{ns.news_topic}"}} 200.0' in metrics
     assert "streamapp_batch_seconds_bucket" in metrics and "streamapp_consumer_lag" in metrics
+    # `faust -A streamapp worker` runs on uvloop (streamapp/eventloop.py): this start's banner
+    # (the log file keeps earlier runs' too).
+    banners = re.findall(r"^\| transport +\| .*$", worker.log_text(), re.M)
+    assert banners and "+uvloop" in banners[-1], banners[-1:]
 
 
 async def test_sigkill_mid_stream_loses_and_duplicates_nothing(

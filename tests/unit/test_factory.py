@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from streamapp.eventloop import FAUST_LOOP_VARIABLES
 from streamapp.factory import create_app
 from streamapp.settings import load_settings
 
@@ -57,6 +59,9 @@ def test_faust_finds_the_app_on_the_package(
 
     import streamapp
 
+    for name in FAUST_LOOP_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    policy = asyncio.get_event_loop_policy()
     monkeypatch.setenv("STREAMAPP_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("STREAMAPP_TABLE_STORE", "memory://")
     monkeypatch.setattr(streamapp, "_app", None)
@@ -66,5 +71,8 @@ def test_faust_finds_the_app_on_the_package(
     try:
         app = find_app("streamapp")
         assert app is streamapp.app and app.conf.id == "streamapp"
+        # The worker's path chooses its event loop before the worker makes it.
+        assert type(asyncio.get_event_loop_policy()).__module__.startswith("uvloop")
     finally:
         get_settings.cache_clear()
+        asyncio.set_event_loop_policy(policy)
