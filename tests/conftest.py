@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Generator, Iterator
@@ -18,6 +19,7 @@ from devstack.cleanup import delete_namespace
 from devstack.config import DevstackConfig
 from devstack.elasticsearch import ElasticsearchService
 from devstack.kafka import KafkaService
+from streamapp.eventloop import FAUST_LOOP_VARIABLES
 from streamapp.settings import Settings, load_settings
 from streamapp.sinks.elasticsearch import ElasticsearchSink
 from streamapp.sources.output import KafkaOutput
@@ -140,3 +142,20 @@ async def es_sink(app_settings: Settings) -> AsyncIterator[ElasticsearchSink]:
                 await client.indices.delete(index=",".join(names), ignore_unavailable=True)
             await client.options(ignore_status=404).indices.delete_index_template(name=alias)
         await sink.close()
+
+
+@pytest.fixture
+def loop_choice_restored() -> Iterator[None]:
+    """No loop named with Faust's switch during the test; afterwards the event loop policy
+    and those variables are as before (`use_default_loop` sets both, process-wide)."""
+    saved = {name: os.environ.pop(name, None) for name in FAUST_LOOP_VARIABLES}
+    policy = asyncio.get_event_loop_policy()
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop_policy(policy)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from streamapp.eventloop import FAUST_LOOP_VARIABLES, use_default_loop
 
 
-@pytest.fixture
-def policy_kept(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in FAUST_LOOP_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    policy = asyncio.get_event_loop_policy()
-    try:
-        yield
-    finally:
-        asyncio.set_event_loop_policy(policy)
-
-
-def test_uvloop_by_default(policy_kept: None) -> None:
-    import os
-
+def test_uvloop_by_default(loop_choice_restored: None) -> None:
     assert use_default_loop() == "uvloop"
     loop = asyncio.new_event_loop()
     try:
@@ -37,7 +24,7 @@ def test_uvloop_by_default(policy_kept: None) -> None:
 
 @pytest.mark.parametrize("variable", FAUST_LOOP_VARIABLES)
 def test_fausts_switch_wins(
-    policy_kept: None, monkeypatch: pytest.MonkeyPatch, variable: str
+    loop_choice_restored: None, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
     monkeypatch.setenv(variable, "aio")
     policy = asyncio.get_event_loop_policy()

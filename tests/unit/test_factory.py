@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from streamapp.eventloop import FAUST_LOOP_VARIABLES
 from streamapp.factory import create_app
 from streamapp.settings import load_settings
 
@@ -53,15 +52,12 @@ def test_one_process_holds_two_differently_configured_apps(tmp_path: Path) -> No
 
 
 def test_faust_finds_the_app_on_the_package(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loop_choice_restored: None
 ) -> None:
     from faust.cli.base import find_app
 
     import streamapp
 
-    for name in FAUST_LOOP_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    policy = asyncio.get_event_loop_policy()
     monkeypatch.setenv("STREAMAPP_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("STREAMAPP_TABLE_STORE", "memory://")
     monkeypatch.setattr(streamapp, "_app", None)
@@ -75,4 +71,3 @@ def test_faust_finds_the_app_on_the_package(
         assert type(asyncio.get_event_loop_policy()).__module__.startswith("uvloop")
     finally:
         get_settings.cache_clear()
-        asyncio.set_event_loop_policy(policy)
