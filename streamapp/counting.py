@@ -229,7 +229,7 @@ def batch_counts(
         # `counts_for` twice, with the document's fields read once (per message: ~2x).
         lang, terms = _facets_of(doc)
         source, topic, partition, offset = str(doc["source"]), at.topic, at.partition, at.offset
-        cells = _cells(lang, terms, (str(doc["sentiment_label"]),))
+        cells = _cells(lang, terms, tuple(sentiment_labels(doc)))
         sentiment(Count(source, topic, partition, offset, timestamp, cells))
         labels = _hate_labels(bool(doc["hate"]), tuple(doc.get("hate_categories") or ()))
         hate(Count(source, topic, partition, offset, timestamp, _cells(lang, terms, labels)))
