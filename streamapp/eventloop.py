@@ -42,6 +42,6 @@ def use_default_loop() -> str:
         log.warning("uvloop is not installed: the worker runs on asyncio's own event loop")
         return "aio"
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    # What faust's switch would have set: worker processes it starts, and the banner, agree.
+    # What faust's switch would have set, so that processes started from this one agree.
     os.environ["FAUST_LOOP"] = "uvloop"
     return "uvloop"

@@ -19,7 +19,7 @@ def test_uvloop_by_default(loop_choice_restored: None) -> None:
         assert type(loop).__module__.startswith("uvloop")
     finally:
         loop.close()
-    assert os.environ["FAUST_LOOP"] == "uvloop", "worker processes it starts agree"
+    assert os.environ["FAUST_LOOP"] == "uvloop", "processes started from it agree"
 
 
 @pytest.mark.parametrize("variable", FAUST_LOOP_VARIABLES)
