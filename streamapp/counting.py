@@ -217,8 +217,7 @@ def batch_counts(
 ) -> BatchCounts:
     """Counts for the documents of a batch that Elasticsearch accepted (rejected ones are
     dead-lettered, not counted), `(document, position, timestamp)` each; `previous` maps an
-    id to the position its existing document was indexed from, read before the batch was
-    written."""
+    id to the position the document this batch replaced had been indexed from."""
     out = BatchCounts([], [], 0, 0)
     sentiment, hate = out.sentiment.append, out.hate.append
     for doc, at, timestamp in indexed:

@@ -239,11 +239,9 @@ class Pipeline:
         ]
         for doc, (_, event) in zip(docs, items, strict=True):
             doc.update(position(event))
-        # Read before writing: the write below replaces what says whether this id was seen.
-        seen = await self.sink.positions(self.index_alias, [d["id"] for d in docs])
-        rejections = await self.sink.write(self.index_alias, [(d["id"], d) for d in docs])
+        written = await self.sink.write(self.index_alias, [(d["id"], d) for d in docs])
 
-        rejected_ids = {rej.doc_id: rej for rej in rejections}
+        rejected_ids = {rej.doc_id: rej for rej in written.rejected}
         for record, event in items:
             rej = rejected_ids.get(record.message_id)
             if rej is not None:
@@ -263,7 +261,8 @@ class Pipeline:
             if record.message_id not in rejected_ids
         ]
         batch = batch_counts(
-            [(doc, message_position(e), e.message.timestamp) for doc, e in indexed], seen
+            [(doc, message_position(e), e.message.timestamp) for doc, e in indexed],
+            written.previous,
         )
         events_by_partition = {(e.message.topic, e.message.partition): e for _, e in indexed}
         self._unconfirmed += self.tables.apply(batch.sentiment, batch.hate, events_by_partition)

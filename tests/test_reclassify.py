@@ -37,7 +37,7 @@ async def test_reclassify_a_range_resumably_while_writes_go_on(
         )  # fmt: skip
 
     (source,) = (await es.indices.get_alias(name=alias)).body
-    assert await es_sink.write(alias, [(d["id"], d) for d in map(doc, range(30))]) == []
+    assert (await es_sink.write(alias, [(d["id"], d) for d in map(doc, range(30))])).rejected == []
     await es.indices.refresh(index=alias)
 
     # Interrupted after two batches: 14 copied, nothing switched yet.
@@ -47,7 +47,7 @@ async def test_reclassify_a_range_resumably_while_writes_go_on(
         (await es.indices.get_alias(name=alias)).body
     ) == [source]
     # The worker goes on writing to the alias meanwhile.
-    assert await es_sink.write(alias, [("d30", doc(30))]) == []
+    assert (await es_sink.write(alias, [("d30", doc(30))])).rejected == []
     await es.indices.refresh(index=alias)
 
     # Resumed (same range, from the state file): the rest, then the alias moves.

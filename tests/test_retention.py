@@ -15,6 +15,7 @@ from helpers import stored_document
 from streamapp.reclassify import reclassify
 from streamapp.retention import Retention
 from streamapp.settings import Settings
+from streamapp.sinks.base import WriteResult
 from streamapp.sinks.elasticsearch import ElasticsearchSink
 
 pytestmark = pytest.mark.integration
@@ -47,42 +48,71 @@ async def test_an_id_keeps_one_document_across_a_rollover(
     alias = app_settings.tweets_index
     es = es_sink.client
     first = [doc(i) for i in range(10)]
-    assert await es_sink.positions(alias, [d["id"] for d in first]) == {}
-    assert await es_sink.write(alias, [(d["id"], d) for d in first]) == []
+    written = await es_sink.write(alias, [(d["id"], d) for d in first])
+    assert written == WriteResult([], {})
     (old,) = (await es.indices.get_alias(name=alias)).body
 
     # Another worker (the leader) rolls the alias over while this sink trusts its old list.
     new = await Retention(es, app_settings).rollover(alias, force=True)
     assert new == f"{old}-000002"
     # d0 delivered again from its record, d1 again from another record, d2..d4 new records
-    # of ids already stored, n0 new. Read before the sink notices the rollover: it looks in
-    # the old index only, by name (an alias of two indices would refuse a read by id), and
-    # finds them there; the write goes to the new index, which Elasticsearch says, and the
-    # old copies are deleted.
+    # of ids already stored, n0 new. The creates go to the new index, which Elasticsearch
+    # says; the sink then looks in the old index, by name (an alias of two indices would
+    # refuse a read by id), finds the earlier copies there, reports where they came from and
+    # deletes them.
     again = [doc(0), doc(1, offset=101), *(doc(i, offset=100 + i) for i in (2, 3, 4))]
     fresh = doc(50, id="n0")
-    found = await es_sink.positions(alias, [d["id"] for d in (*again, fresh)])
-    assert found == {f"d{i}": ("t", 0, i) for i in range(5)}
-    assert await es_sink.write(alias, [(d["id"], d) for d in (*again, fresh)]) == []
+    written = await es_sink.write(alias, [(d["id"], d) for d in (*again, fresh)])
+    assert written == WriteResult([], {f"d{i}": ("t", 0, i) for i in range(5)})
     stored = await where(es, alias)
     assert {i: v for i, v in stored.items() if len(v) > 1} == {}  # one document per id
     moved = {"d0", "d1", "d2", "d3", "d4", "n0"}
     assert {i for i, (index,) in stored.items() if index == new} == moved
     assert {i for i, (index,) in stored.items() if index == old} == {f"d{i}" for i in range(5, 10)}
 
-    # Now it knows both (the bulk response named the new index): d5 is found in the old one
-    # and moved.
-    assert await es_sink.positions(alias, ["d5", "d0"]) == {"d5": ("t", 0, 5), "d0": ("t", 0, 0)}
-    assert await es_sink.write(alias, [("d5", doc(5, offset=205))]) == []
+    # Now it knows both: d5 is found in the old one and moved; d0 is replaced in place (the
+    # create in the write index is refused, and the copy there read).
+    written = await es_sink.write(alias, [("d5", doc(5, offset=205)), ("d0", doc(0))])
+    assert written == WriteResult([], {"d5": ("t", 0, 5), "d0": ("t", 0, 0)})
     assert (await where(es, alias))["d5"] == [new]
 
     # Found in both (a move interrupted before its delete): the write index's copy is the
-    # one read, and the older copy is deleted with the next write.
+    # one reported, and the older copy is deleted.
     await es.index(index=old, id="d0", document=doc(0, offset=7))
     await es.indices.refresh(index=old)
-    assert (await es_sink.positions(alias, ["d0"]))["d0"] == ("t", 0, 0)
-    assert await es_sink.write(alias, [("d0", doc(0))]) == []
+    written = await es_sink.write(alias, [("d0", doc(0, offset=300))])
+    assert written == WriteResult([], {"d0": ("t", 0, 0)})
     assert (await where(es, alias))["d0"] == [new]
+    got = await es.get(index=new, id="d0")
+    assert got["_source"]["kafka_offset"] == 300  # the new version replaced the old
+
+
+async def test_a_write_creates_new_ids_replaces_known_ones_and_reports_them(
+    app_settings: Settings, es_sink: ElasticsearchSink
+) -> None:
+    """One index (no rollover): what a write replaced comes from the refused creates."""
+    alias = app_settings.tweets_index
+    es = es_sink.client
+    assert await es_sink.write(alias, [("a", doc(1, id="a")), ("b", doc(2, id="b"))]) == (
+        WriteResult([], {})
+    )
+    # "a" again from its own record (a redelivery), "b" from another one (a repeat), "c" new,
+    # and one that Elasticsearch refuses for good: rejected, never reported as replaced.
+    bad = doc(4, id="bad") | {"sentiment_score": "not a number"}
+    written = await es_sink.write(
+        alias,
+        [
+            ("a", doc(1, id="a")),
+            ("b", doc(9, id="b", sentiment_label="positive")),
+            ("c", doc(3, id="c")),
+            ("bad", bad),
+        ],
+    )
+    assert written.previous == {"a": ("t", 0, 1), "b": ("t", 0, 2)}
+    assert [(r.doc_id, r.status) for r in written.rejected] == [("bad", 400)]
+    b = (await es.get(index=alias, id="b"))["_source"]
+    assert (b["kafka_offset"], b["sentiment_label"]) == (9, "positive")
+    assert sorted(await where(es, alias)) == ["a", "b", "c"]
 
 
 async def test_the_leader_check_rolls_over_on_its_conditions_and_deletes_what_expired(

@@ -45,7 +45,7 @@ async def test_search_by_text_term_language_sentiment_time_and_page(
 ) -> None:
     settings, client = app_settings, es_sink.client
     aliases = [settings.tweets_index, settings.news_index]
-    assert await es_sink.write(settings.tweets_index, [(d["id"], d) for d in DOCS]) == []
+    assert (await es_sink.write(settings.tweets_index, [(d["id"], d) for d in DOCS])).rejected == []
     await client.indices.refresh(index=settings.tweets_index)
 
     async def ids(**query: str) -> list[str]:

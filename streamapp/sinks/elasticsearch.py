@@ -1,12 +1,17 @@
 """Bulk writes of classified documents to Elasticsearch, idempotent by document id.
 
-Idempotent across rollovers too (`streamapp.retention`): `positions()` looks for each id in the
-alias's write index and the index before it, and `write()` deletes the copy of a document
-found in another index than the one its new version went to (the older index, after the write
-index acknowledged the new one), so that an id keeps one document when a message is delivered
-again just after a rollover. A repeat of a message older than the index before the write index
-is stored again: looking further back would cost one read per index and document in every
-batch.
+Each write also says where the documents it replaced had been indexed from, which tells a
+repeated message from a redelivery (`counting.is_repeat`). It learns that without reading
+every id first: documents are created, and only the ids Elasticsearch reports as existing
+(409) are read and then replaced.
+
+Idempotent across rollovers too (`streamapp.retention`): a create in the write index cannot
+see a copy in an older index, so when the alias has more than one index `write()` also looks
+for the written ids in the index before the write index, and deletes a copy found in another
+index than the one the new version went to (after the new one is acknowledged), so that an id
+keeps one document when a message is delivered again just after a rollover. A repeat of a
+message older than the index before the write index is stored again: looking further back
+would cost one read per index and document in every batch.
 
 Delivery contract (what the agents rely on to commit Kafka offsets only after indexing):
 `write()` returns only when every document is either acknowledged by Elasticsearch or
@@ -32,7 +37,7 @@ from elasticsearch import exceptions as es_exc
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from streamapp.settings import Settings
-from streamapp.sinks.base import Rejection, StoredPosition
+from streamapp.sinks.base import Rejection, StoredPosition, WriteResult
 from streamapp.sinks.indices import chain_for
 from streamapp.sinks.mappings import (
     NEWS_PROPERTIES,
@@ -53,7 +58,10 @@ BULK_FIELDS = ["items.*._index", "items.*.status", "items.*.error"]
 
 MAX_ID_BYTES = 512
 
-#: How many of an alias's newest indices `positions()` looks in (the write index and the one
+#: The error of a `create` whose id the index holds already.
+CONFLICT = "version_conflict_engine_exception"
+
+#: How many of an alias's newest indices `write()` looks in (the write index and the one
 #: before it), and how long it trusts its list of them (a rollover by another worker is seen
 #: at the latest this much later; one seen in a bulk response at once).
 LOOKUP_DEPTH = 2
@@ -74,8 +82,6 @@ class ElasticsearchSink:
         self.available = False
         # alias -> (trusted until, newest indices, write index first)
         self._chains: dict[str, tuple[float, list[str]]] = {}
-        # alias -> {id: indices} where `positions` found ids; read by the next `write`
-        self._found: dict[str, dict[str, list[str]]] = {}
 
     async def close(self) -> None:
         await self.client.close()
@@ -126,40 +132,84 @@ class ElasticsearchSink:
                 if exc.error != "resource_already_exists_exception":
                     raise
 
-    # -- reads -------------------------------------------------------------------------
-    async def positions(self, alias: str, ids: Sequence[str]) -> dict[str, StoredPosition]:
-        """Kafka topic, partition and offset each existing document was indexed from
-        (None values for documents indexed before positions were recorded)."""
-        if not ids:
-            return {}
+    # -- writes ----------------------------------------------------------------------
+    async def write(self, alias: str, docs: Sequence[tuple[str, dict[str, Any]]]) -> WriteResult:
+        """Index `(id, document)` pairs; return the documents Elasticsearch refused and where
+        the documents this write replaced had been indexed from.
+
+        Each document is first *created*: almost every id is new, and a create tells which
+        are not (409) without a read of every id first. Those few are read, then replaced.
+        """
+        written: dict[str, str] = {}
+        previous: dict[str, StoredPosition] = {}
+        # id -> the indices an earlier copy was found in (the stale ones are deleted below)
+        where: dict[str, list[str]] = {}
+        rejected, existing = await self._index(alias, docs, written, "create")
+        if existing:
+            by_index: dict[str, list[str]] = {}
+            for doc_id, _doc, index in existing:
+                by_index.setdefault(index, []).append(doc_id)
+            # The write index's copy is the one a repeat is told by: read before the older
+            # indices, so their copies only fill in what it lacks.
+            for found in await self._lookups(by_index):
+                self._note(found, previous, where)
+            again, _ = await self._index(alias, [(i, d) for i, d, _ in existing], written, "index")
+            rejected += again
+        # Copies in the alias's older indices: a create in the write index cannot see them.
         chain = await self._chain(alias)
-        # Each index by name, never the alias: an alias of several indices (also one another
-        # worker has rolled over since `_chain` looked) refuses a read by id. One request per
-        # index, with a list of ids: a document object per id and index cost the worker
-        # ~3% of its CPU to build.
+        older: dict[str, list[str]] = {}
+        for doc_id, index_written in written.items():
+            for index in chain:
+                if index != index_written:
+                    older.setdefault(index, []).append(doc_id)
+        if older:
+            # In the chain's order, newest first: the first copy found is the one read.
+            by_chain = {index: older[index] for index in chain if index in older}
+            for found in await self._lookups(by_chain):
+                self._note(found, previous, where)
+        # Only once the new version is stored (a refused document keeps its old one), and
+        # told by Elasticsearch where it went: the list of indices may be stale.
+        stale = [
+            (index, doc_id)
+            for doc_id, indices in where.items()
+            if doc_id in written
+            for index in indices
+            if index != written[doc_id]
+        ]
+        if stale:
+            await self._delete(stale)
+        return WriteResult(rejected, previous)
+
+    async def _lookups(self, ids_by_index: dict[str, list[str]]) -> list[list[dict[str, Any]]]:
+        """The `docs` of one mget per index (by name: an alias of several indices refuses a
+        read by id), in the order of `ids_by_index`."""
         responses = await asyncio.gather(
             *(
                 self._retrying(
                     f"mget {index}",
-                    lambda index=index: self.client.mget(
-                        index=index, ids=list(ids), source_includes=list(POSITION_FIELDS)
+                    lambda index=index, ids=ids: self.client.mget(
+                        index=index, ids=ids, source_includes=list(POSITION_FIELDS)
                     ),
                 )
-                for index in chain
+                for index, ids in ids_by_index.items()
             )
         )
-        found: dict[str, StoredPosition] = {}
-        # One batch at a time per alias: what an earlier, failed batch found is stale.
-        where = self._found[alias] = {}
-        for doc in (doc for resp in responses for doc in resp["docs"]):
+        return [resp["docs"] for resp in responses]
+
+    @staticmethod
+    def _note(
+        docs: list[dict[str, Any]],
+        previous: dict[str, StoredPosition],
+        where: dict[str, list[str]],
+    ) -> None:
+        for doc in docs:
             if not doc.get("found"):
                 continue  # absent, or an index deleted meanwhile
             doc_id = doc["_id"]
             where.setdefault(doc_id, []).append(doc["_index"])
-            if doc_id not in found:  # the write index's copy first
+            if doc_id not in previous:
                 src = doc.get("_source") or {}
-                found[doc_id] = tuple(src.get(f) for f in POSITION_FIELDS)  # type: ignore[assignment]
-        return found
+                previous[doc_id] = tuple(src.get(f) for f in POSITION_FIELDS)  # type: ignore[assignment]
 
     async def _chain(self, alias: str) -> list[str]:
         now = time.monotonic()
@@ -174,26 +224,6 @@ class ElasticsearchSink:
         chain = list(chain_for(body, alias, LOOKUP_DEPTH))
         self._chains[alias] = (now + CHAIN_TTL, chain)
         return chain
-
-    # -- writes ----------------------------------------------------------------------
-    async def write(
-        self, alias: str, docs: Sequence[tuple[str, dict[str, Any]]]
-    ) -> list[Rejection]:
-        """Index `(id, document)` pairs; return the documents Elasticsearch refused."""
-        found = self._found.pop(alias, {})
-        written: dict[str, str] = {}
-        rejected = await self._index(alias, docs, written)
-        # Only once the new version is stored (a refused document keeps its old one), and
-        # told by Elasticsearch where it went: the list of indices may be stale.
-        stale = [
-            (index, doc_id)
-            for doc_id, index_written in written.items()
-            for index in found.get(doc_id, ())
-            if index != index_written
-        ]
-        if stale:
-            await self._delete(stale)
-        return rejected
 
     async def _delete(self, stale: list[tuple[str, str]]) -> None:
         """Delete older copies of documents (`(index, id)`); gone already is fine."""
@@ -213,10 +243,17 @@ class ElasticsearchSink:
                 )
 
     async def _index(
-        self, alias: str, docs: Sequence[tuple[str, dict[str, Any]]], written: dict[str, str]
-    ) -> list[Rejection]:
-        """Index through the alias; `written` gets the index each stored document went to."""
+        self,
+        alias: str,
+        docs: Sequence[tuple[str, dict[str, Any]]],
+        written: dict[str, str],
+        op: str,
+    ) -> tuple[list[Rejection], list[tuple[str, dict[str, Any], str]]]:
+        """Write through the alias with `op` (`create` or `index`); `written` gets the index
+        each stored document went to. Returns the rejected documents and, for `create`,
+        those that exist already, `(id, document, index)`."""
         rejected: list[Rejection] = []
+        existing: list[tuple[str, dict[str, Any], str]] = []
         pending = []
         for doc_id, doc in docs:
             # Elasticsearch validates ids per request, not per item: one long id fails the
@@ -236,7 +273,7 @@ class ElasticsearchSink:
         while pending:
             operations: list[dict[str, Any]] = []
             for doc_id, doc in pending:
-                operations.append({"index": {"_index": alias, "_id": doc_id}})
+                operations.append({op: {"_index": alias, "_id": doc_id}})
                 operations.append(doc)
             try:
                 # Only what is read below: the full items (version, shards, sequence numbers)
@@ -247,9 +284,11 @@ class ElasticsearchSink:
                     # Too large, or one document invalidates the whole request: bisect
                     # until the offending document stands alone.
                     half = len(pending) // 2
-                    rejected += await self._index(alias, pending[:half], written)
-                    rejected += await self._index(alias, pending[half:], written)
-                    return rejected
+                    for part in (pending[:half], pending[half:]):
+                        part_rejected, part_existing = await self._index(alias, part, written, op)
+                        rejected += part_rejected
+                        existing += part_existing
+                    return rejected, existing
                 if exc.meta.status in (400, 413):
                     doc_id = pending[0][0]
                     rejected.append(
@@ -260,7 +299,7 @@ class ElasticsearchSink:
                             reason=str(exc.info)[:1000],
                         )
                     )
-                    return rejected
+                    return rejected, existing
                 if exc.meta.status not in RETRYABLE_STATUSES:
                     raise
                 delay = await self._backoff(f"bulk to {alias}", exc, delay)
@@ -272,7 +311,7 @@ class ElasticsearchSink:
             retry_later = []
             chain = self._chains.get(alias)
             for (doc_id, doc), item in zip(pending, resp["items"], strict=True):
-                result = item["index"]
+                result = item[op]
                 status = int(result.get("status", 0))
                 if 200 <= status < 300:
                     written[doc_id] = result["_index"]
@@ -282,7 +321,9 @@ class ElasticsearchSink:
                         chain = None
                     continue
                 error = result.get("error") or {}
-                if status in RETRYABLE_STATUSES:
+                if status == 409 and error.get("type") == CONFLICT:
+                    existing.append((doc_id, doc, result["_index"]))
+                elif status in RETRYABLE_STATUSES:
                     retry_later.append((doc_id, doc))
                 else:
                     rejected.append(
@@ -298,7 +339,7 @@ class ElasticsearchSink:
                 delay = await self._backoff(
                     f"bulk to {alias}", RuntimeError(f"{len(pending)} items throttled"), delay
                 )
-        return rejected
+        return rejected, existing
 
     # -- retry helpers ---------------------------------------------------------------
     async def _retrying(self, what: str, call: Any) -> Any:

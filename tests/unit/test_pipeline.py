@@ -19,7 +19,7 @@ from streamapp.errors import DependencyError
 from streamapp.models import Analysis, DeadLetter, Tweet
 from streamapp.pipeline import Pipeline
 from streamapp.settings import load_settings
-from streamapp.sinks.base import Rejection, StoredPosition
+from streamapp.sinks.base import Rejection, WriteResult
 from streamapp.tables import ChangelogNotConfirmed
 
 
@@ -54,26 +54,26 @@ class MemorySink:
 
     async def setup(self) -> None: ...
 
-    async def positions(self, alias: str, ids: Sequence[str]) -> dict[str, StoredPosition]:
-        return {
-            i: (d["kafka_topic"], d["kafka_partition"], d["kafka_offset"])
-            for i, d in self.docs.items()
-            if i in ids
-        }
-
-    async def write(
-        self, alias: str, docs: Sequence[tuple[str, dict[str, Any]]]
-    ) -> list[Rejection]:
+    async def write(self, alias: str, docs: Sequence[tuple[str, dict[str, Any]]]) -> WriteResult:
         if self.outages:
             self.outages -= 1
             raise DependencyError("elasticsearch unavailable")
-        rejected = []
+        result = WriteResult()
         for doc_id, doc in docs:
             if doc_id in self.refuse:
-                rejected.append(Rejection(doc_id, 400, "mapper_parsing_exception", "refused"))
-            else:
-                self.docs[doc_id] = doc
-        return rejected
+                result.rejected.append(
+                    Rejection(doc_id, 400, "mapper_parsing_exception", "refused")
+                )
+                continue
+            stored = self.docs.get(doc_id)
+            if stored is not None:
+                result.previous[doc_id] = (
+                    stored["kafka_topic"],
+                    stored["kafka_partition"],
+                    stored["kafka_offset"],
+                )
+            self.docs[doc_id] = doc
+        return result
 
     async def healthy(self) -> bool:
         return True
