@@ -3,6 +3,7 @@ Kafka and Elasticsearch, beside two baselines, printed and written as JSON. Not 
 
     python -m benchmarks.pipeline [--messages 100000] [--workers 1 2]
                                   [--latency-rate 1000] [--latency-seconds 60]
+                                  [--sustained-rate 5000] [--sustained-seconds 20]
 
 Starts Kafka and Elasticsearch if they are not running (and stops them again after). In one
 run, on fresh topics and indices each time:
@@ -16,7 +17,9 @@ run, on fresh topics and indices each time:
 - latency at a steady rate (one worker): produce -> searchable percentiles. Searchable is
   when Elasticsearch's count (no forced refresh, polled every 50 ms) first includes the
   document; the k-th document to become searchable is matched with the k-th produced, which
-  is exact for one partition and close for four (they are produced round-robin).
+  is exact for one partition and close for four (they are spread over them by key);
+- the same at the throughput target held steady (5,000 a second for 20 s, two workers:
+  "sustained"): whether the pipeline keeps up with it, not only drains a backlog at it.
 
 The load generator shares the machine with what it measures: the tweets of the throughput
 rows are made before the clock starts and sent as record batches, and the CPU it spent is
@@ -150,23 +153,35 @@ async def produce(bootstrap: str, topic: str, tweets: Sequence[Prepared]) -> Pro
         await producer.stop()
 
 
-async def produce_paced(bootstrap: str, topic: str, rate: float, seconds: float) -> list[float]:
-    """`rate` tweets a second for `seconds`, in ticks of 10 ms; the wall time each was
-    handed to the producer, in order."""
-    tweets = Tweets(uuid.uuid4().hex[:8])
+async def produce_paced(
+    bootstrap: str, topic: str, tweets: Sequence[Prepared], rate: float
+) -> list[float]:
+    """`tweets` at `rate` a second, in ticks of 10 ms, each tick's as record batches; the wall
+    time each was handed to the producer, in order."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     sent: list[float] = []
     futures = []
     try:
+        partitions = sorted(await producer.partitions_for(topic))
         started = time.time()
-        total = int(rate * seconds)
-        while len(sent) < total:
-            due = min(total, int((time.time() - started) * rate) + 1)
+        while len(sent) < len(tweets):
+            due = min(len(tweets), int((time.time() - started) * rate) + 1)
+            batches: dict[int, Any] = {}
             while len(sent) < due:
-                key, value = tweets.next(now_iso())
+                hashed, key, value = tweets[len(sent)]
+                partition = partitions[hashed % len(partitions)]
+                batch = batches.get(partition)
+                if batch is None:
+                    batch = batches[partition] = producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batches[partition] = producer.create_batch()
+                    continue  # this tweet again, in the new batch
                 sent.append(time.time())
-                futures.append(await producer.send(topic, value, key=key))
+            for partition, batch in batches.items():
+                if batch.record_count():
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
             await asyncio.sleep(0.01)
         await asyncio.gather(*futures)
     finally:
@@ -357,19 +372,20 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def latency(
-    cfg: DevstackConfig, rate: float, seconds: float, batch_size: int | None
+    cfg: DevstackConfig, rate: float, seconds: float, batch_size: int | None, count: int = 1
 ) -> dict[str, Any]:
-    """A steady `rate` for `seconds` through one worker: produce -> searchable."""
+    """A steady `rate` for `seconds` through `count` workers: produce -> searchable."""
     es = Elasticsearch(cfg.elasticsearch_url, request_timeout=30)
     try:
-        with workers(cfg, 1, batch_size) as w:
-            usage = Usage({"worker-0": w.pids[0], **service_pids(cfg)})
+        with workers(cfg, count, batch_size) as w:
+            usage = Usage({**{f"worker-{i}": p for i, p in enumerate(w.pids)}, **service_pids(cfg)})
+            tweets = prepare(int(rate * seconds), uuid.uuid4().hex[:8])
             usage.start()
             with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
                 paced = pool.submit(
-                    lambda: asyncio.run(produce_paced(cfg.kafka_bootstrap, w.topic, rate, seconds))
+                    lambda: asyncio.run(produce_paced(cfg.kafka_bootstrap, w.topic, tweets, rate))
                 )
-                total = int(rate * seconds)
+                total = len(tweets)
                 seen_at: list[float] = []
                 deadline = time.monotonic() + seconds + 120
                 last_sample = 0.0
@@ -387,7 +403,11 @@ def latency(
         return {
             "rate": rate,
             "seconds": seconds,
+            "workers": count,
             "produced": len(sent),
+            # What the producer kept up: below `rate` when the machine could not give it its
+            # share of the CPU.
+            "produced_per_s": round(len(sent) / max(sent[-1] - sent[0], 1e-9), 1) if sent else 0,
             "searchable": len(seen_at),
             "p50_s": round(percentile(delays, 50), 3),
             "p90_s": round(percentile(delays, 90), 3),
@@ -457,14 +477,18 @@ def table(results: dict[str, Any]) -> str:
             + f"; tables counted {r['counted']:,} of {r['messages']:,}"
             + (f"; in {r['indices']} indices" if r.get("indices", 1) > 1 else "")
         )
-    lat = results.get("latency")
-    if lat:
+    for name in ("latency", "sustained"):
+        lat = results.get(name)
+        if not lat:
+            continue
+        workers_cpu = sum(v for k, v in lat["cpu_s_per_1000"].items() if k.startswith("worker-"))
         lines.append(
-            f"latency at {lat['rate']:,.0f} msgs/s for {lat['seconds']:.0f}s (1 worker): "
+            f"{name} at {lat['rate']:,.0f} msgs/s for {lat['seconds']:.0f}s "
+            f"({lat['workers']} worker(s), produced at {lat['produced_per_s']:,.0f}/s): "
             f"p50 {lat['p50_s']:.2f}s, p90 {lat['p90_s']:.2f}s, p99 {lat['p99_s']:.2f}s, "
             f"max {lat['max_s']:.2f}s; {lat['searchable']:,} of {lat['produced']:,} searchable; "
             f"worker peak RSS {lat['peak_rss_mb'].get('worker-0', 0):,.0f} MB, "
-            f"CPU {lat['cpu_s_per_1000'].get('worker-0', 0):.2f}s per 1,000"
+            f"workers' CPU {workers_cpu:.2f}s per 1,000"
         )
     return "\n".join(lines)
 
@@ -481,6 +505,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-messages", type=int, default=3_000, help="seed-style is slow")
     parser.add_argument("--latency-rate", type=float, default=1_000)
     parser.add_argument("--latency-seconds", type=float, default=60, help="0: no latency run")
+    parser.add_argument(
+        "--sustained-rate", type=float, default=5_000, help="the throughput target, held steady"
+    )
+    parser.add_argument("--sustained-seconds", type=float, default=20, help="0: no such run")
+    parser.add_argument("--sustained-workers", type=int, default=2)
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -519,15 +548,29 @@ def main(argv: list[str] | None = None) -> int:
             results["latency"] = latency(
                 cfg, args.latency_rate, args.latency_seconds, args.batch_size
             )
+        if args.sustained_seconds > 0:
+            results["sustained"] = latency(
+                cfg,
+                args.sustained_rate,
+                args.sustained_seconds,
+                args.batch_size,
+                args.sustained_workers,
+            )
         print()
         print(table(results))
         args.out.mkdir(parents=True, exist_ok=True)
         path = args.out / f"bench-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
         path.write_text(json.dumps(results, indent=1) + "\n")
         print(f"\nfigures in {path}")
-        complete = all(
-            r["indexed"] == n and r["counted"] == n for r in results["end_to_end"]
-        ) and all(r["indexed"] == r["messages"] for r in results["baselines"].values())
+        complete = (
+            all(r["indexed"] == n and r["counted"] == n for r in results["end_to_end"])
+            and all(r["indexed"] == r["messages"] for r in results["baselines"].values())
+            and all(
+                results[name]["searchable"] == results[name]["produced"]
+                for name in ("latency", "sustained")
+                if name in results
+            )
+        )
         return 0 if complete else 1
     finally:
         for svc in reversed(started_here):

@@ -26,6 +26,9 @@ def test_bench_harness_measures_every_row(devstack: DevstackConfig, tmp_path: Pa
             "--seed-messages", "40",
             "--latency-rate", "100",
             "--latency-seconds", "3",
+            "--sustained-rate", "150",
+            "--sustained-seconds", "2",
+            "--sustained-workers", "1",
             "--out", str(tmp_path),
         ]
     )  # fmt: skip
@@ -41,9 +44,11 @@ def test_bench_harness_measures_every_row(devstack: DevstackConfig, tmp_path: Pa
     assert (e2e["indexed"], e2e["counted"], e2e["workers"]) == (400, 400, 1)
     assert set(e2e["cpu_s_per_1000"]) == {"worker-0", "kafka", "elasticsearch", "producer"}
     assert all(v > 0 for v in e2e["peak_rss_mb"].values()), e2e
-    lat = results["latency"]
-    assert lat["produced"] == lat["searchable"] == 300
-    assert 0 < lat["p50_s"] <= lat["p90_s"] <= lat["p99_s"] <= lat["max_s"] < 30
+    for name, produced in (("latency", 300), ("sustained", 300)):
+        lat = results[name]
+        assert lat["produced"] == lat["searchable"] == produced, name
+        assert 0 < lat["p50_s"] <= lat["p90_s"] <= lat["p99_s"] <= lat["max_s"] < 30, name
+        assert lat["produced_per_s"] > 0 and "worker-0" in lat["cpu_s_per_1000"], name
 
 
 @pytest.mark.integration
