@@ -152,7 +152,9 @@ def create_app(settings: Settings) -> StreamApp:
     )
     app.service(runtime)  # type: ignore[arg-type] # an instance is started as it is
     positions = ConsumerPositions(app)
-    sequencer = OffsetSequencer(positions)
+    sequencer = OffsetSequencer(
+        positions, topics=frozenset({settings.tweets_topic, settings.news_topic})
+    )
     cluster = Cluster(app, timeout=settings.cluster_timeout)
     app.parts = WorkerParts(
         settings, topics, tables, runtime, sequencer, sink, positions, cluster, metrics

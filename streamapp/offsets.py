@@ -22,7 +22,11 @@ skipped messages in 3 of 5 SIGKILL test runs) and sorts every incoming event:
 A watchdog covers what sorting cannot see: a partition that stops delivering altogether
 while messages wait in it (seen about once in ten scale-out runs, after a #596 repair during
 a rebalance). When a partition has lag, no batch of it is in progress and nothing of it has
-arrived for `stall_seconds`, it is sought back to its expected offset.
+arrived for `stall_seconds`, it is sought back to its expected offset. That includes an
+assigned partition that has delivered nothing at all since the assignment (then from its
+committed offset): when the records a worker fetched of a partition before Faust's seek are
+all dropped, no later record arrives to show the skip (seen after a SIGKILL, 2 of 5 restarts
+in one series: the partition stayed silent with its whole backlog waiting).
 
 It reads the consumer through `ConsumerView`; `faust_compat.ConsumerPositions` implements it
 over Faust's private consumer state.
@@ -64,6 +68,10 @@ class ConsumerView(Protocol):
 
     def forget(self, message: Message) -> None: ...
 
+    def assignment(self) -> set[TP]:
+        """The partitions assigned to this worker (empty before the consumer runs)."""
+        ...
+
     def highwater(self, tp: TP) -> int | None:
         """The partition's end offset as of the last fetch (None before one)."""
         ...
@@ -94,6 +102,8 @@ class OffsetSequencer:
     max_seeks: int = 3
     #: Seconds a partition with waiting messages may deliver nothing before it is sought.
     stall_seconds: float = 30.0
+    #: The input topics: the watchdog watches every assigned partition of them.
+    topics: frozenset[str] = frozenset()
     stall_seeks: int = 0
     seeks: int = 0
     duplicates: int = 0
@@ -107,6 +117,9 @@ class OffsetSequencer:
     #: When each partition last delivered something, and those with a batch in progress.
     _last_progress: dict[TP, float] = field(default_factory=dict)
     _in_flight: set[TP] = field(default_factory=set)
+    #: When this generation's assignment was first seen (the watchdog's clock for partitions
+    #: that have delivered nothing since).
+    _assigned_at: float | None = None
 
     async def prepare(self, events: Sequence[EventT]) -> None:
         """Before `admit`: read the first offset of each partition in `events` that has
@@ -150,6 +163,7 @@ class OffsetSequencer:
             self._earliest.clear()
             self._last_progress.clear()
             self._in_flight.clear()
+            self._assigned_at = time.monotonic()
 
     def admit(self, events: Sequence[EventT]) -> Admission:
         """Sort a batch into events to process, duplicates to ack, and events to release."""
@@ -235,26 +249,45 @@ class OffsetSequencer:
 
     async def _unstall(self, now: float) -> None:
         """The watchdog (see the module docstring)."""
-        stalled: dict[TP, int] = {}
-        for tp, expected in self._expected.items():
+        self._check_generation()
+        assigned_at = self._assigned_at if self._assigned_at is not None else now
+        watched = set(self._expected)
+        watched.update(tp for tp in self.consumer.assignment() if tp.topic in self.topics)
+        silent: dict[TP, float] = {}
+        for tp in watched:
             if tp in self._repairs or tp in self._in_flight:
                 continue
-            if now - self._last_progress.get(tp, now) <= self.stall_seconds:
-                continue
+            since = self._last_progress.get(tp, assigned_at)
+            if now - since > self.stall_seconds:
+                silent[tp] = since
+        if not silent:
+            return
+        expected = {tp: self._expected.get(tp, self.consumer.committed(tp)) for tp in silent}
+        unknown = sorted(tp for tp, offset in expected.items() if offset is None)
+        if unknown:
+            # Nothing committed and nothing delivered: Faust reads it from its first offset.
+            try:
+                first = await asyncio.wait_for(self.consumer.earliest(unknown), EARLIEST_TIMEOUT)
+            except (TimeoutError, KafkaError):
+                first = {}
+            expected.update(first)
+        stalled: dict[TP, int] = {}
+        for tp, since in silent.items():
+            offset = expected.get(tp)
             end = self.consumer.highwater(tp)
-            if end is None or end <= expected:
+            if offset is None or end is None or end <= offset:
                 continue
             log.warning(
                 "%s[%d] delivered nothing for %.0fs with %d messages waiting; reading it "
                 "again from offset %d",
                 tp.topic,
                 tp.partition,
-                now - self._last_progress[tp],
-                end - expected,
-                expected,
+                now - since,
+                end - offset,
+                offset,
             )
             self._last_progress[tp] = now  # the next try after another stall_seconds
-            stalled[tp] = expected
+            stalled[tp] = offset
         if not stalled:
             return
         await self.consumer.seek(stalled)

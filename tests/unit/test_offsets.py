@@ -51,6 +51,11 @@ class FakeConsumer:
     def forget(self, message: Any) -> None:
         self.in_flight.discard(message)
 
+    assigned: set[TP] = field(default_factory=set)
+
+    def assignment(self) -> set[TP]:
+        return set(self.assigned)
+
     async def seek(self, offsets: Mapping[TP, int]) -> None:
         self.seeks.append(dict(offsets))
 
@@ -193,5 +198,39 @@ async def test_a_partition_that_stops_delivering_with_messages_waiting_is_read_a
     seq.done(events(TP0, [5, 6]))
     consumer.highwaters[TP0] = 7
     await asyncio.sleep(0.1)
+    await seq.repair()
+    assert len(consumer.seeks) == 1
+
+
+async def test_a_partition_silent_since_the_assignment_with_messages_waiting_is_read_again() -> (
+    None
+):
+    """Its fetched records all dropped before Faust's seek: nothing arrives to show a skip."""
+    import asyncio
+
+    tp2, changelog = TP("tweets", 2), TP("counts-changelog", 0)
+    seq, consumer, _ = make({TP0: 0, TP1: 40, changelog: 0})
+    seq.topics = frozenset({"tweets"})
+    seq.stall_seconds = 0.05
+    consumer.assigned = {TP0, TP1, tp2, changelog}
+    # TP0 delivers; TP1 (committed 40) and tp2 (nothing committed, first offset 7) stay
+    # silent with messages waiting; the changelog is not an input.
+    consumer.highwaters = {TP0: 3, TP1: 90, tp2: 20, changelog: 50}
+    consumer.earliest_offsets = {tp2: 7}
+    await seq.repair()
+    assert consumer.seeks == [], "just assigned: not stalled yet"
+    batch = events(TP0, range(3))
+    seq.admit(batch)
+    seq.done(batch)
+    await asyncio.sleep(0.1)
+    await seq.repair()
+    assert consumer.seeks == [{TP1: 40, tp2: 7}]
+    assert seq.as_dict()["stalled_partitions_sought"] == 2
+    await seq.repair()
+    assert len(consumer.seeks) == 1, "one seek per stall_seconds, not one per check"
+    # A new assignment starts the clock again.
+    consumer.generation += 1
+    await asyncio.sleep(0.1)
+    consumer.generation += 1
     await seq.repair()
     assert len(consumer.seeks) == 1
