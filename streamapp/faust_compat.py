@@ -1,6 +1,6 @@
 """Every use of a private faust-streaming internal, in one place.
 
-faust-streaming 0.15.3 has no public API for five things the worker needs (and one
+faust-streaming 0.15.3 has no public API for six things the worker needs (and one
 behaviour of its worker to undo, `end_startup_spinner_logging`):
 
 * which event a table write belongs to (`faust.streams._current_event`): a table stores and
@@ -14,7 +14,9 @@ behaviour of its worker to undo, `end_startup_spinner_logging`):
   fixed 1.5 s; and, in the same consumer, handing a message to the streams without four
   tasks per message (`_Consumer.wait_first`);
 * the aiokafka producer it builds, to patch its client (`with_known_topics_kept`, see
-  `aiokafka_compat.py`).
+  `aiokafka_compat.py`);
+* the aiokafka clients of the worker's consumer (in its own thread) and producer, to fetch
+  the cluster's metadata now (`refresh_kafka_metadata`; see `Tables.after_failure`).
 
 `tests/unit/test_faust_compat.py` exercises each against the installed Faust, so an upgrade
 that renames one fails there rather than in production.
@@ -93,6 +95,19 @@ class ConsumerPositions:
         await self.app.consumer.seek_wait(dict(offsets))
 
 
+async def refresh_kafka_metadata(app: AppT) -> None:
+    """Have the worker's consumer and producer start fetching the cluster's metadata now
+    rather than at their next periodic refresh (`*_metadata_max_age_ms`, 5 minutes): a topic
+    they know with fewer partitions than it has (created a moment before the group joined,
+    or just repaired) is then seen as it is. Faust checks table writes against the
+    consumer's snapshot of it, a changed topic makes the group rebalance onto it, and the
+    producer refuses a partition its metadata does not show ("Unrecognized partition")."""
+    if isinstance(app.producer, _Producer):
+        app.producer.refresh_metadata()
+    if isinstance(app.consumer, _Consumer):
+        await app.consumer.refresh_metadata()
+
+
 def record_fields(model: type[Any]) -> Mapping[str, Any]:
     """A Faust Record's fields and their annotations, in declaration order."""
     fields: Mapping[str, Any] = model._options.fields
@@ -118,6 +133,17 @@ class _Consumer(aiokafka_driver.Consumer):
 
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def refresh_metadata(self) -> None:
+        """Start a fetch of the cluster's metadata; see `refresh_kafka_metadata`."""
+        thread: Any = self._thread
+
+        def start() -> None:
+            # In the consumer thread's loop, where its client lives. Not awaited there: the
+            # thread's other calls (fetches, commits) never queue behind a slow broker.
+            thread._ensure_consumer()._client.force_metadata_update()
+
+        await thread.call_thread(start)
 
     async def wait_first(
         self,
@@ -218,6 +244,10 @@ class _Producer(aiokafka_driver.Producer):
         producer = super()._new_producer(transactional_id)
         keep_known_topics(producer.client)
         return producer
+
+    def refresh_metadata(self) -> None:
+        """Start a fetch of the cluster's metadata; see `refresh_kafka_metadata`."""
+        self._ensure_producer().client.force_metadata_update()
 
 
 def with_known_topics_kept(transport: TransportT) -> TransportT:

@@ -62,6 +62,11 @@ class BatchCounter(Protocol):
         left (the caller retries with the same list)."""
         ...
 
+    async def after_failure(self, exc: BaseException) -> None:
+        """A batch failed with `exc`, a dependency's failure: put right what the counters can
+        before the batch is tried again (raising is logged, not fatal)."""
+        ...
+
 
 @dataclass
 class Stats:
@@ -191,8 +196,28 @@ class Pipeline:
                     delay,
                     exc_info=not is_dependency_failure(exc),
                 )
-                await asyncio.sleep(delay)
+                await self._backoff(exc, delay)
                 delay = min(delay * 2, self.settings.retry_max)
+
+    async def _backoff(self, exc: BaseException, delay: float) -> None:
+        """Wait `delay` before the retry; meanwhile the tables put right what they can
+        (`BatchCounter.after_failure`), but never for longer."""
+        if not is_dependency_failure(exc):
+            await asyncio.sleep(delay)
+            return
+        repair = asyncio.ensure_future(self._after_failure(exc))
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            repair.cancel()
+
+    async def _after_failure(self, exc: BaseException) -> None:
+        try:
+            await self.tables.after_failure(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # the retry goes on; the next failure asks again
+            log.warning("tables: %s after a failed batch (%s)", type(err).__name__, err)
 
     async def _dead_letter_poison(self, event: EventT, exc: BaseException) -> None:
         letter = dead_letter_for(

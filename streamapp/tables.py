@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.exceptions import PartitionsMismatch
 from faust.types import AppT, EventT
 from faust.types.tables import WindowWrapperT
 from faust.types.tuples import FutureMessage
@@ -39,7 +40,7 @@ from streamapp.counting import (
     summarise,
 )
 from streamapp.errors import DependencyError
-from streamapp.faust_compat import current_event
+from streamapp.faust_compat import current_event, refresh_kafka_metadata
 from streamapp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,8 @@ class Tables:
     hate: dict[str, WindowedCounter]
     #: Seconds to wait for a batch's changelog writes before retrying the batch.
     confirm_timeout: float = 30.0
+    #: Has the worker's consumer and producer fetch the cluster's metadata now.
+    metadata_refresher: Callable[[], Awaitable[None]] | None = None
 
     @property
     def all(self) -> tuple[WindowedCounter, ...]:
@@ -278,6 +281,21 @@ class Tables:
     async def confirm(self, writes: list[ChangelogWrite]) -> None:
         """Return once the broker has `writes`; see `confirm`."""
         await confirm(writes, self.confirm_timeout)
+
+    async def after_failure(self, exc: BaseException) -> None:
+        """A batch failed with `exc`: if the tables' view of Kafka may be what failed it,
+        renew that view before the batch is tried again.
+
+        Faust refuses a table write (`PartitionsMismatch`) when the consumer's metadata
+        snapshot shows the changelog with other partitions than the source topic, and the
+        producer refuses a partition its metadata does not show. A changelog created just
+        before the group joined is in the snapshot with no partitions (its leader not
+        elected yet: seen in a CI run), and both are renewed only with the metadata, every
+        5 minutes: until then every batch failed."""
+        if self.metadata_refresher is not None and isinstance(
+            exc, PartitionsMismatch | ChangelogNotConfirmed
+        ):
+            await self.metadata_refresher()
 
 
 def declare_tables(app: AppT, settings: Settings) -> Tables:
@@ -313,8 +331,12 @@ def declare_tables(app: AppT, settings: Settings) -> Tables:
             ),
         }
 
+    async def refresh() -> None:
+        await refresh_kafka_metadata(app)
+
     return Tables(
         confirm_timeout=settings.changelog_confirm_timeout,
+        metadata_refresher=refresh,
         sentiment=counters("sentiment", "sentiment counts per source and label"),
         hate=counters("hate", "hate counts per source and category"),
     )

@@ -11,6 +11,7 @@ import urllib.request
 from urllib.parse import quote
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from helpers import (
     Namespace,
     consume_all,
@@ -51,11 +52,11 @@ def assert_tables_match_documents(worker, ns: Namespace, n: int) -> None:
     assert view_totals(worker, "hate") == es_hate
 
 
-def wait_received(worker, n: int) -> None:
+def wait_received(worker, n: int, timeout: float = 60) -> None:
     """Until the tweets pipeline has taken `n` records (documents may be fewer: repeats)."""
     wait_for(
         lambda: worker.get("/stats/")[1]["pipelines"]["tweets"]["received"] == n,
-        timeout=60,
+        timeout=timeout,
         what=f"all {n} records processed",
     )
 
@@ -380,3 +381,36 @@ async def test_across_a_rollover_a_message_sent_twice_is_indexed_and_counted_onc
         assert_tables_match_documents(worker, ns, 60)
     finally:
         es.close()
+
+
+async def test_a_changelog_repaired_while_the_worker_runs_is_used_within_seconds(
+    namespace: Namespace, worker_factory
+) -> None:
+    """A table's changelog topic with too few partitions (a misconfiguration, or the state a
+    changelog created just before the group joined is seen in: no partitions yet) fails
+    every table write with `PartitionsMismatch`, and the batch waits. Once the topic is
+    right the worker must use it at once: Faust's view of it is a metadata snapshot that is
+    otherwise renewed only every 5 minutes, and the batch waited that long."""
+    ns = namespace
+    changelog = f"{ns.env['STREAMAPP_APP_ID']}-hate-counts-hopping-changelog"
+    admin = AIOKafkaAdminClient(bootstrap_servers=ns.cfg.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(changelog, 1, 1)])
+        worker = worker_factory().start()
+        await produce(ns.cfg.kafka_bootstrap, ns.tweets_topic, make_tweets(40, seed=31))
+
+        def mismatch() -> bool:
+            error = worker.get("/stats/")[1]["pipelines"]["tweets"]["last_error"] or ""
+            return error.startswith("PartitionsMismatch")
+
+        wait_for(mismatch, timeout=60, what="the batch to wait on the changelog")
+        assert worker.get("/stats/")[1]["pipelines"]["tweets"]["received"] == 0
+        await admin.create_partitions({changelog: NewPartitions(total_count=4)})
+    finally:
+        await admin.close()
+    # Seconds here; without the refresh, a minute or more (Faust's rebalance timing out on
+    # the waiting batch) up to the 5 minutes of the metadata's renewal.
+    wait_received(worker, 40, timeout=30)
+    assert es_count(ns) == 40
+    assert_tables_match_documents(worker, ns, 40)

@@ -272,3 +272,18 @@ async def test_other_calls_are_modes(tmp_path: Path) -> None:
     result = await consumer.wait_first(work(), timeout=1.0)
     assert result.results == ["done"]
     assert turns == [True], "mode's tasks: the loop turned"
+
+
+def test_the_metadata_refresh_reaches_what_it_calls(tmp_path: Path) -> None:
+    """`refresh_kafka_metadata` calls into the consumer thread's aiokafka consumer and the
+    producer's client (the behaviour is tests/test_pipeline_integration.py's repaired
+    changelog, on the real broker)."""
+    import aiokafka
+
+    app = create_app(load_settings(table_store="memory://", data_dir=tmp_path / "data"))
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    assert callable(thread._ensure_consumer) and callable(thread.call_thread)
+    assert callable(app.producer._ensure_producer)  # type: ignore[attr-defined]
+    assert callable(aiokafka.AIOKafkaClient.force_metadata_update)
+    assert callable(app.consumer.refresh_metadata)  # type: ignore[attr-defined]
+    assert callable(app.producer.refresh_metadata)  # type: ignore[attr-defined]

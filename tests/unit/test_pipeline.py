@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from faust.exceptions import PartitionsMismatch
 
 from streamapp.classifiers.base import Classifier, Langs
@@ -97,6 +98,10 @@ class MemoryTables:
         self.hate = MemoryCountStore()
         self.fail_confirms = 0
         self.mismatches = 0  # table writes that fail as Faust's do while metadata is missing
+        # Every write fails so until the metadata is refreshed (Faust's stale snapshot).
+        self.stale_metadata = False
+        self.refreshes = 0
+        self.refresh_failures = 0
         self.confirmed = 0
         self.pending_at_confirm: list[int] = []
 
@@ -109,8 +114,8 @@ class MemoryTables:
         def ranges(ts: float) -> list[tuple[float, float]]:
             return [(ts - ts % 60, ts - ts % 60 + 60)]
 
-        if self.mismatches:
-            self.mismatches -= 1
+        if self.mismatches or self.stale_metadata:
+            self.mismatches = max(self.mismatches - 1, 0)
             raise PartitionsMismatch(
                 "The source topic 'tweets' for table 'hate-counts-hopping' has 4 partitions, "
                 "but the changelog topic 'x-hate-counts-hopping-changelog' has 0 partitions."
@@ -121,6 +126,15 @@ class MemoryTables:
             ("hate", apply_counts(self.hate, hate, ranges)),
         ]
         return [(table, n) for table, n in applied if n]
+
+    async def after_failure(self, exc: BaseException) -> None:
+        if not isinstance(exc, PartitionsMismatch):
+            return
+        self.refreshes += 1
+        if self.refresh_failures:
+            self.refresh_failures -= 1
+            raise KafkaConnectionError("metadata request failed")
+        self.stale_metadata = False
 
     async def confirm(self, writes: list[Any]) -> None:
         self.pending_at_confirm.append(len(writes))
@@ -265,6 +279,19 @@ async def test_a_changelog_without_partitions_in_the_metadata_is_retried_not_dea
     parts.tables.mismatches = 12  # more tries than a message gets before it is poison
     await parts.pipeline.process([event(i, tweet(i)) for i in range(4)])
     assert parts.letters.letters == [] and parts.pipeline.stats.retries == 12
+    assert parts.tables.totals(parts.tables.hate) == {"messages": 4}
+    assert parts.tables.refreshes == 12  # each retry asked for the metadata first
+
+
+async def test_a_mismatch_from_stale_metadata_refreshes_it_before_the_retry(parts: Any) -> None:
+    """Faust checks a changelog against a metadata snapshot renewed every 5 minutes: without
+    a refresh every retry of the batch would fail the same way until then. A refresh that
+    fails itself does not stop the retries."""
+    parts.tables.stale_metadata = True
+    parts.tables.refresh_failures = 1
+    await parts.pipeline.process([event(i, tweet(i)) for i in range(4)])
+    assert parts.tables.refreshes == 2 and parts.pipeline.stats.retries == 2
+    assert parts.letters.letters == [] and len(parts.sink.docs) == 4
     assert parts.tables.totals(parts.tables.hate) == {"messages": 4}
 
 
