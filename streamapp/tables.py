@@ -284,7 +284,7 @@ class Tables:
 
     async def after_failure(self, exc: BaseException) -> None:
         """A batch failed with `exc`: if the tables' view of Kafka may be what failed it,
-        renew that view before the batch is tried again.
+        start renewing that view (during the retry's backoff, which waits no longer for it).
 
         Faust refuses a table write (`PartitionsMismatch`) when the consumer's metadata
         snapshot shows the changelog with other partitions than the source topic, and the

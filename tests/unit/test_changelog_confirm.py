@@ -112,3 +112,23 @@ async def test_the_wait_is_bounded(table: Any) -> None:
     with pytest.raises(ChangelogNotConfirmed):
         await confirm(writes, wait_seconds=0.2)
     assert asyncio.get_running_loop().time() - started < 2
+
+
+async def test_the_tables_renew_their_view_of_kafka_only_after_failures_it_can_explain() -> None:
+    from faust.exceptions import PartitionsMismatch
+
+    from streamapp.tables import Tables
+
+    refreshes = 0
+
+    async def refresh() -> None:
+        nonlocal refreshes
+        refreshes += 1
+
+    tables = Tables(sentiment={}, hate={}, metadata_refresher=refresh)
+    await tables.after_failure(PartitionsMismatch("changelog has 0 partitions"))
+    await tables.after_failure(ChangelogNotConfirmed("Unrecognized partition"))
+    assert refreshes == 2
+    # Elasticsearch or the network failing: nothing a metadata fetch would change.
+    await tables.after_failure(ConnectionError("elasticsearch down"))
+    assert refreshes == 2
