@@ -169,7 +169,8 @@ class Pipeline:
             except Exception as exc:
                 self.stats.retries += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                if poison is None and not is_dependency_failure(exc):
+                dependency = is_dependency_failure(exc)
+                if poison is None and not dependency:
                     if len(events) > 1:
                         log.warning(
                             "batch of %d from %s failed on its input (%s: %s); splitting it",
@@ -194,17 +195,17 @@ class Pipeline:
                     type(exc).__name__,
                     str(exc)[:300],
                     delay,
-                    exc_info=not is_dependency_failure(exc),
+                    exc_info=not dependency,
                 )
-                await self._backoff(exc, delay)
+                if dependency:
+                    await self._backoff(exc, delay)
+                else:
+                    await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max)
 
     async def _backoff(self, exc: BaseException, delay: float) -> None:
-        """Wait `delay` before the retry; meanwhile the tables put right what they can
-        (`BatchCounter.after_failure`), but never for longer."""
-        if not is_dependency_failure(exc):
-            await asyncio.sleep(delay)
-            return
+        """Wait `delay` before retrying after a dependency's failure; meanwhile the tables
+        put right what they can (`BatchCounter.after_failure`), but never for longer."""
         repair = asyncio.ensure_future(self._after_failure(exc))
         try:
             await asyncio.sleep(delay)
