@@ -9,12 +9,19 @@ from typing import Any
 
 import pytest
 from faust.events import Event
+from faust.exceptions import PartitionsMismatch
 from faust.types.tuples import Message
 
 from streamapp.factory import StreamApp, create_app
 from streamapp.faust_compat import current_event
 from streamapp.settings import load_settings
-from streamapp.tables import ChangelogNotConfirmed, ChangelogWrite, CountTable, confirm
+from streamapp.tables import (
+    ChangelogNotConfirmed,
+    ChangelogWrite,
+    CountTable,
+    Tables,
+    confirm,
+)
 
 
 class FakeBroker:
@@ -115,10 +122,6 @@ async def test_the_wait_is_bounded(table: Any) -> None:
 
 
 async def test_the_tables_renew_their_view_of_kafka_only_after_failures_it_can_explain() -> None:
-    from faust.exceptions import PartitionsMismatch
-
-    from streamapp.tables import Tables
-
     refreshes = 0
 
     async def refresh() -> None:

@@ -6,6 +6,7 @@ implementation over Faust's private consumer state is tested in test_faust_compa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -157,8 +158,6 @@ async def test_nothing_committed_yet_starts_from_the_partitions_first_offset() -
 async def test_first_offsets_that_never_come_do_not_hold_the_agent(
     monkeypatch: Any,
 ) -> None:
-    import asyncio
-
     import streamapp.offsets
 
     seq, consumer, _ = make({})
@@ -175,8 +174,6 @@ async def test_first_offsets_that_never_come_do_not_hold_the_agent(
 
 
 async def test_a_partition_that_stops_delivering_with_messages_waiting_is_read_again() -> None:
-    import asyncio
-
     seq, consumer, _ = make({TP0: 0, TP1: 0})
     seq.stall_seconds = 0.05
     batch = events(TP0, range(5)) + events(TP1, range(3))
@@ -206,8 +203,6 @@ async def test_a_partition_silent_since_the_assignment_with_messages_waiting_is_
     None
 ):
     """Its fetched records all dropped before Faust's seek: nothing arrives to show a skip."""
-    import asyncio
-
     tp2, changelog = TP("tweets", 2), TP("counts-changelog", 0)
     seq, consumer, _ = make({TP0: 0, TP1: 40, changelog: 0})
     seq.topics = frozenset({"tweets"})
