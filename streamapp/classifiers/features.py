@@ -11,7 +11,9 @@ a batch with array operations instead:
   sums of a polynomial hash (arithmetic mod 2**64, where the base is invertible), so the same
   word hashes alike wherever it occurs; a bigram combines its two words' hashes; a character
   n-gram inside a word is a span too, hashed the same way;
-- a hash picks one of `2**bits` columns (the hashing trick: no vocabulary to ship).
+- a hash picks one of `2**bits` columns (the hashing trick: no vocabulary to ship); single
+  words may have `2**word_bits` columns of their own, so that what training folds into a
+  word's column (its word vector) is never summed for a bigram or n-gram hashed there too.
 
 The output is the (row, column) pair of every occurrence: unigrams, bigrams, then character
 n-grams (a head trained on words alone reads the first two, `Occurrences.words_only`).
@@ -111,10 +113,14 @@ class HashedFeatures:
 
     bits: int = 20
     char_sizes: tuple[int, ...] = ()
+    #: Single words get `2**word_bits` columns of their own after the shared ones (0: they
+    #: share them). Training folds each word's vector into its column's weight; in a shared
+    #: column a bigram or character n-gram hashed there would carry that vector too.
+    word_bits: int = 0
 
     @property
     def n_features(self) -> int:
-        return 1 << self.bits
+        return (1 << self.bits) + ((1 << self.word_bits) if self.word_bits else 0)
 
     def occurrences(self, texts: Sequence[str]) -> Occurrences:
         if not texts:
@@ -137,9 +143,12 @@ class HashedFeatures:
             owner, hashes = _char_grams(prefix, power, starts, ends, n)
             row_parts.append(rows[owner])
             hash_parts.append(hashes)
+        cols = self._column(np.concatenate(hash_parts))
+        if self.word_bits:
+            cols[: len(words)] = _bucket(hash_parts[0], self.word_bits) + (1 << self.bits)
         return Occurrences(
             rows=np.concatenate(row_parts),
-            cols=self._column(np.concatenate(hash_parts)),
+            cols=cols,
             n_texts=len(texts),
             n_features=self.n_features,
             n_unigrams=len(words),
@@ -157,23 +166,26 @@ class HashedFeatures:
         return out
 
     def _column(self, hashes: U64) -> I64:
-        with np.errstate(over="ignore"):
-            return ((hashes * _MIX) >> np.uint64(64 - self.bits)).astype(np.int64)
+        return _bucket(hashes, self.bits)
 
-    def matrix(self, texts: Sequence[str], unigrams_only: bool = False):  # -> csr_matrix
+    def matrix(self, texts: Sequence[str]):  # -> csr_matrix
         """Occurrence counts times `row_scale`, as `score` sees them (training only)."""
         from scipy.sparse import csr_matrix
 
         occ = self.occurrences(texts)
-        end = occ.n_unigrams if unigrams_only else len(occ.rows)
-        rows = occ.rows[:end]
         x = csr_matrix(
-            (row_scale(occ)[rows], (rows, occ.cols[:end])),
+            (row_scale(occ)[occ.rows], (occ.rows, occ.cols)),
             shape=(occ.n_texts, occ.n_features),
             dtype=np.float64,
         )
         x.sum_duplicates()
         return x
+
+
+def _bucket(hashes: U64, bits: int) -> I64:
+    """One of `2**bits` buckets per hash (its top bits after a multiplicative mix)."""
+    with np.errstate(over="ignore"):
+        return ((hashes * _MIX) >> np.uint64(64 - bits)).astype(np.int64)
 
 
 def row_scale(occ: Occurrences) -> npt.NDArray[np.float64]:

@@ -101,6 +101,7 @@ class LinearHeads:
         meta = {
             "version": self.version,
             "bits": self.features.bits,
+            **({"word_bits": self.features.word_bits} if self.features.word_bits else {}),
             **({"char_sizes": list(self.features.char_sizes)} if self.features.char_sizes else {}),
             "heads": [
                 {
@@ -137,7 +138,9 @@ class LinearHeads:
 
             columns, packed, intercepts = array("columns"), array("weights"), array("intercepts")
         features = HashedFeatures(
-            bits=int(meta["bits"]), char_sizes=tuple(int(n) for n in meta.get("char_sizes", ()))
+            bits=int(meta["bits"]),
+            char_sizes=tuple(int(n) for n in meta.get("char_sizes", ())),
+            word_bits=int(meta.get("word_bits", 0)),
         )
         weights = np.zeros((packed.shape[0], features.n_features), dtype=np.float32)
         weights[:, columns] = packed

@@ -229,3 +229,32 @@ async def test_offline_models_load_and_classify_with_the_network_unreachable(
     finally:
         await clf.close()
     assert result.sentiment_label == "positive" and attempts == []
+
+
+def test_served_scores_are_the_scores_training_fitted(tmp_path: Path) -> None:
+    """Folding the word vectors into column weights loses nothing: the served logits equal
+    the fitted model's on its own design matrix. With few columns every character n-gram
+    shares a column with some word, so this fails if their columns can meet."""
+    pytest.importorskip("sklearn", reason="training needs the train extra (scikit-learn)")
+    from streamapp.classifiers.features import HashedFeatures
+    from streamapp.classifiers.train import assemble, build_design, fit_binary, split_off
+    from streamapp.classifiers.wordvectors import WordVectors
+
+    synthetic_data(tmp_path / "data")
+    vectors = WordVectors(tiny_word_vectors(tmp_path / "vectors"))
+    rng = random.Random(9)
+    words = ["love", "sad", "joy", "angry", "we", "today", "bus", "awfully", "happyness"]
+    texts = [" ".join(rng.choices(words, k=6)) for _ in range(60)]
+    labels = [int("sad" in t or "angry" in t) for t in texts]
+    features = HashedFeatures(bits=6, char_sizes=(3, 4, 5), word_bits=6)
+    design = build_design(features, texts, vectors)
+    assert design.word_inputs.nnz > 0
+    occ = features.occurrences(texts)
+    word_cols = set(occ.cols[: occ.n_unigrams].tolist())
+    assert word_cols.isdisjoint(occ.cols[occ.n_unigrams :].tolist())
+
+    fitted, design = fit_binary("hate", *split_off((texts, labels)), vectors, features=features)
+    model = assemble([(fitted, design)])
+    fitted_logits = np.asarray(design.matrix(texts) @ fitted.coef.T)[:, 0] + fitted.intercepts[0]
+    served = model.probabilities(texts)["hate"]
+    np.testing.assert_allclose(served, 1 / (1 + np.exp(-fitted_logits)), rtol=1e-5)
