@@ -34,6 +34,24 @@ import numpy.typing as npt
 _URL = re.compile(r"https?://[^\s\x00]+|www\.[^\s\x00]+")
 _MENTION = re.compile(r"@\w+")
 _HTML_ENTITY = re.compile(r"&(?:amp|lt|gt|quot|#\d+);")
+# Emoticons become words: the tokeniser drops ":", "(" and ")", and "&lt;" (the HTML entity
+# of the "<" of "<3"), so ":)" (82% positive in the SemEval training tweets) and ":(" would
+# vanish. Matched after lower-casing and after links are gone (the ":/" of "http://"); not
+# after a digit, ":" or "/" (times, ratios), never with a letter or digit straight after;
+# not the mirrored "(:" and "):", which a closing bracket before a colon also spells. The
+# pattern starts with a character set so that `re` skips to the candidates (a lookahead or
+# named groups first made normalising 2-8 times slower); the mouth names the word.
+_EMOTICON = re.compile(
+    r"[:;=<&](?<![\d:/].)(?:['\-^o]?[)\]}>(\[{<dpb/\\|]|(?<=<)3|(?<=&)lt;3)(?![a-z\d])"
+)
+_EMOTICON_MOUTHS = {
+    **dict.fromkeys(")]}>", "emosmile"),
+    "d": "emolaugh",
+    **dict.fromkeys("pb", "emotongue"),
+    **dict.fromkeys("([{<", "emofrown"),
+    **dict.fromkeys("/\\|", "emounsure"),
+    "3": "emoheart",
+}
 # "sooooo" and "so" should share features.
 _REPEAT = re.compile(r"(.)\1{2,}")
 # Separates texts in the joined batch (not whitespace, so never collapsed into a space).
@@ -68,8 +86,18 @@ def normalise_batch(texts: Sequence[str]) -> str:
     # str.split() knows the same whitespace as the regex `\s`, three times faster.
     joined = " ".join(joined.split()).lower()
     joined = _URL.sub(" httpurl ", joined)
+    joined = _EMOTICON.sub(_emoticon_word, joined)
     joined = _MENTION.sub(" @user ", joined)
     return _HTML_ENTITY.sub(" ", joined)
+
+
+def _emoticon_word(match: re.Match[str]) -> str:
+    text = match.group()
+    if text[0] == ";" and text[-1] in ")]d":
+        return " emowink "
+    if text[-1] == "(" and "'" in text:
+        return " emocry "
+    return f" {_EMOTICON_MOUTHS[text[-1]]} "
 
 
 def code_points(texts: Sequence[str]) -> npt.NDArray[np.uint32]:

@@ -51,7 +51,7 @@ from streamapp.classifiers.metrics import macro_f1, macro_recall
 from streamapp.classifiers.offline import HEADS_FILE, MODELS_DIR
 from streamapp.classifiers.wordvectors import WordVectors, load_or_distil
 
-MODEL_VERSION = "5"
+MODEL_VERSION = "6"
 SEED = 20261128
 BITS = 20
 #: Single words in columns of their own (see `HashedFeatures.word_bits`): in v4 they shared
@@ -87,6 +87,18 @@ def join(*parts: Labelled) -> Labelled:
     return [t for p in parts for t in p[0]], [y for p in parts for y in p[1]]
 
 
+EMOTICON_VALENCE_FROM = {
+    "emosmile": ":)",
+    "emolaugh": ":d",
+    "emowink": ";)",
+    "emotongue": ":p",
+    "emofrown": ":(",
+    "emocry": ":'(",
+    "emounsure": ":/",
+    "emoheart": "<3",
+}
+
+
 def vader_lexicon() -> dict[str, float]:
     """VADER's word valences (-4 .. 4), read from the vaderSentiment wheel's own file."""
     from importlib import resources
@@ -97,6 +109,10 @@ def vader_lexicon() -> dict[str, float]:
         word, _, rest = line.partition("\t")
         if rest:
             out[word] = float(rest.split("\t")[0])
+    # The featuriser turns emoticons into words (`features._EMOTICONS`): each gets the
+    # valence VADER gives its plainest spelling.
+    for name, emoticon in EMOTICON_VALENCE_FROM.items():
+        out[name] = out[emoticon]
     return out
 
 

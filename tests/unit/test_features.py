@@ -26,6 +26,18 @@ def test_words_as_the_featurizer_sees_them() -> None:
     assert words_of(['a, b. "c" (d): e;']) == ["a", "b", "c", "d", "e"]
 
 
+def test_emoticons_are_words_and_times_links_and_ratios_are_not() -> None:
+    assert words_of(["so good :) :-D ;) :P <3 &lt;3", "awful :( :'( :/ =["]) == [
+        "so", "good", "emosmile", "emolaugh", "emowink", "emotongue", "emoheart", "emoheart",
+        "awful", "emofrown", "emocry", "emounsure", "emofrown",
+    ]  # fmt: skip
+    # Glued to a word, still an emoticon; after a digit or inside a link, or followed by a
+    # letter, not one.
+    assert words_of(["great:) at 10:30 or 3:2 http://t.co/x :data (see)"]) == [
+        "great", "emosmile", "at", "10", "30", "or", "3", "2", "httpurl", "data", "see",
+    ]  # fmt: skip
+
+
 def test_links_and_mentions_never_run_into_the_next_text() -> None:
     texts = ["see http://t.co/abc", "next text", "@bob", "x"]
     assert normalise_batch(texts).split("\x00") == [
