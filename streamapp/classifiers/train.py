@@ -109,7 +109,7 @@ def vader_lexicon() -> dict[str, float]:
         word, _, rest = line.partition("\t")
         if rest:
             out[word] = float(rest.split("\t")[0])
-    # The featuriser turns emoticons into words (`features._EMOTICONS`): each gets the
+    # The featuriser turns emoticons into words (`features._emoticon_word`): each gets the
     # valence VADER gives its plainest spelling.
     for name, emoticon in EMOTICON_VALENCE_FROM.items():
         out[name] = out[emoticon]

@@ -4,6 +4,7 @@ the other texts of its batch."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from streamapp.classifiers.features import HashedFeatures, normalise_batch, score, words_of
 
@@ -36,6 +37,18 @@ def test_emoticons_are_words_and_times_links_and_ratios_are_not() -> None:
     assert words_of(["great:) at 10:30 or 3:2 http://t.co/x :data (see)"]) == [
         "great", "emosmile", "at", "10", "30", "or", "3", "2", "httpurl", "data", "see",
     ]  # fmt: skip
+
+
+def test_every_emoticon_word_has_a_valence_in_training() -> None:
+    pytest.importorskip("vaderSentiment", reason="training needs the train extra")
+    from streamapp.classifiers.train import vader_lexicon
+
+    spellings = ":) :] =) :> :-d =d ;) ;d :p ;b =p :( =[ :< :'( :/ :| =\\ <3 &lt;3"
+    words = set(words_of([spellings]))
+    assert len(words) == 8 and all(w.startswith("emo") for w in words), words
+    lexicon = vader_lexicon()
+    assert all(lexicon[w] > 0 for w in words - {"emofrown", "emocry", "emounsure"})
+    assert all(lexicon[w] < 0 for w in {"emofrown", "emocry", "emounsure"})
 
 
 def test_links_and_mentions_never_run_into_the_next_text() -> None:
