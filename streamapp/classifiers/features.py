@@ -171,12 +171,13 @@ class HashedFeatures:
             owner, hashes = _char_grams(prefix, power, starts, ends, n)
             row_parts.append(rows[owner])
             hash_parts.append(hashes)
-        cols = self._column(np.concatenate(hash_parts))
         if self.word_bits:
-            cols[: len(words)] = _bucket(hash_parts[0], self.word_bits) + (1 << self.bits)
+            word_cols = _bucket(hash_parts[0], self.word_bits) + (1 << self.bits)
+        else:
+            word_cols = self._column(hash_parts[0])
         return Occurrences(
             rows=np.concatenate(row_parts),
-            cols=cols,
+            cols=np.concatenate([word_cols, self._column(np.concatenate(hash_parts[1:]))]),
             n_texts=len(texts),
             n_features=self.n_features,
             n_unigrams=len(words),
